@@ -1,0 +1,1 @@
+"""moveshelf-import: declarative, idempotent import of gait-lab session folders into Moveshelf."""

@@ -1,0 +1,283 @@
+"""The emulator's persistent state: SQLite rows plus a folder of blobs.
+
+All access goes through one connection guarded by one lock: the emulator serves a
+laboratory's rehearsal, not a fleet, and a single writer keeps cascades and
+"create then answer" faults trivially consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS project (
+  pk INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, description TEXT DEFAULT '');
+CREATE TABLE IF NOT EXISTS patient (
+  pk INTEGER PRIMARY KEY, project_pk INTEGER NOT NULL, name TEXT NOT NULL,
+  metadata TEXT, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS session (
+  pk INTEGER PRIMARY KEY, project_pk INTEGER NOT NULL, patient_pk INTEGER NOT NULL,
+  project_path TEXT NOT NULL, date TEXT, metadata TEXT, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS clip (
+  pk INTEGER PRIMARY KEY, project_pk INTEGER NOT NULL, session_pk INTEGER,
+  title TEXT, description TEXT, project_path TEXT, created TEXT NOT NULL,
+  custom_options TEXT, upload_status TEXT NOT NULL, filename TEXT, crc32c TEXT,
+  size INTEGER, md5 TEXT);
+CREATE TABLE IF NOT EXISTS additional_data (
+  pk INTEGER PRIMARY KEY, clip_pk INTEGER NOT NULL, data_type TEXT, filename TEXT,
+  crc32c TEXT, upload_status TEXT NOT NULL, size INTEGER, md5 TEXT, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS report (
+  pk INTEGER PRIMARY KEY, session_pk INTEGER NOT NULL, patient_pk INTEGER NOT NULL, title TEXT);
+CREATE TABLE IF NOT EXISTS job (
+  pk INTEGER PRIMARY KEY, status TEXT, description TEXT);
+CREATE TABLE IF NOT EXISTS setting (key TEXT PRIMARY KEY, value TEXT);
+CREATE INDEX IF NOT EXISTS patient_project ON patient(project_pk);
+CREATE INDEX IF NOT EXISTS session_patient ON session(patient_pk);
+CREATE INDEX IF NOT EXISTS clip_session ON clip(session_pk);
+CREATE INDEX IF NOT EXISTS data_clip ON additional_data(clip_pk);
+"""
+
+Row = dict[str, Any]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class Store:
+    """Rows of projects, patients, sessions, clips and additional data, and their blobs."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.blob_dir = data_dir / "blobs"
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(data_dir / "moveshelf.sqlite3", check_same_thread=False,
+                                   isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+
+    # -- plumbing -----------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes so a cascade or a batch of clips lands whole or not at all."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _all(self, sql: str, *args: Any) -> list[Row]:
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def _one(self, sql: str, *args: Any) -> Row | None:
+        rows = self._all(sql, *args)
+        return rows[0] if rows else None
+
+    def _insert(self, sql: str, *args: Any) -> int:
+        with self._lock:
+            return int(self._db.execute(sql, args).lastrowid)
+
+    def _run(self, sql: str, *args: Any) -> int:
+        with self._lock:
+            return self._db.execute(sql, args).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def reset(self) -> None:
+        """Forget every row except the projects and settings, and every blob."""
+        with self.transaction():
+            for table in ("patient", "session", "clip", "additional_data", "report", "job"):
+                self._db.execute(f"DELETE FROM {table}")
+        for blob in self.blob_dir.iterdir():
+            blob.unlink()
+
+    # -- settings -------------------------------------------------------------------
+    def setting(self, key: str, default: str) -> str:
+        """A persisted setting, stored with `default` on first use."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO setting VALUES (?, ?)", (key, default))
+            return self._one("SELECT value FROM setting WHERE key = ?", key)["value"]
+
+    # -- projects ---------------------------------------------------------------------
+    def ensure_project(self, name: str) -> Row:
+        self._run("INSERT OR IGNORE INTO project(name) VALUES (?)", name)
+        return self.project_by_name(name)
+
+    def projects(self) -> list[Row]:
+        return self._all("SELECT * FROM project ORDER BY pk")
+
+    def project(self, pk: int) -> Row | None:
+        return self._one("SELECT * FROM project WHERE pk = ?", pk)
+
+    def project_by_name(self, name: str) -> Row | None:
+        return self._one("SELECT * FROM project WHERE name = ?", name)
+
+    # -- patients ----------------------------------------------------------------------
+    def create_patient(self, project_pk: int, name: str) -> Row:
+        pk = self._insert("INSERT INTO patient(project_pk, name, updated) VALUES (?, ?, ?)",
+                          project_pk, name, now_iso())
+        return self.patient(pk)
+
+    def patient(self, pk: int) -> Row | None:
+        return self._one("SELECT * FROM patient WHERE pk = ?", pk)
+
+    def patients(self, project_pk: int) -> list[Row]:
+        return self._all("SELECT * FROM patient WHERE project_pk = ? ORDER BY pk", project_pk)
+
+    def update_patient(self, pk: int, metadata: Any) -> bool:
+        return self._run("UPDATE patient SET metadata = ?, updated = ? WHERE pk = ?",
+                         json.dumps(metadata), now_iso(), pk) == 1
+
+    def delete_patient(self, pk: int) -> bool:
+        with self.transaction():
+            for session in self.sessions_of_patient(pk):
+                self._delete_session_rows(session["pk"])
+            return self._db.execute("DELETE FROM patient WHERE pk = ?", (pk,)).rowcount == 1
+
+    # -- sessions -----------------------------------------------------------------------
+    def create_session(self, project_pk: int, patient_pk: int, path: str, date: str | None) -> Row:
+        pk = self._insert("INSERT INTO session(project_pk, patient_pk, project_path, date, updated)"
+                          " VALUES (?, ?, ?, ?, ?)", project_pk, patient_pk, path, date, now_iso())
+        return self.session(pk)
+
+    def session(self, pk: int) -> Row | None:
+        return self._one("SELECT * FROM session WHERE pk = ?", pk)
+
+    def sessions_of_patient(self, patient_pk: int) -> list[Row]:
+        return self._all("SELECT * FROM session WHERE patient_pk = ? ORDER BY pk", patient_pk)
+
+    def sessions_of_project(self, project_pk: int) -> list[Row]:
+        return self._all("SELECT * FROM session WHERE project_pk = ? ORDER BY pk", project_pk)
+
+    def session_for_clip_path(self, project_pk: int, clip_path: str) -> Row | None:
+        """The session whose path is the longest prefix of a clip's path (conditions are path segments)."""
+        return self._one("SELECT * FROM session WHERE project_pk = ?"
+                         " AND substr(?, 1, length(project_path)) = project_path ORDER BY length(project_path) DESC LIMIT 1", project_pk, clip_path)
+
+    def update_session(self, pk: int, path: str, metadata: Any | None, date: str | None) -> bool:
+        """Rename, re-date and re-describe a session; its clips follow a rename."""
+        with self.transaction():
+            old = self.session(pk)
+            if old is None:
+                return False
+            sets = {"project_path": path, "updated": now_iso()}
+            if metadata is not None:
+                sets["metadata"] = json.dumps(metadata)
+            if date:
+                sets["date"] = date
+            assignments = ", ".join(f"{k} = ?" for k in sets)
+            self._db.execute(f"UPDATE session SET {assignments} WHERE pk = ?", (*sets.values(), pk))
+            if path != old["project_path"]:
+                self._db.execute("UPDATE clip SET project_path = ? || substr(project_path, ?)"
+                                 " WHERE session_pk = ?", (path, len(old["project_path"]) + 1, pk))
+            return True
+
+    def delete_session(self, pk: int) -> bool:
+        with self.transaction():
+            return self._delete_session_rows(pk)
+
+    def _delete_session_rows(self, pk: int) -> bool:
+        for clip in self._all("SELECT pk FROM clip WHERE session_pk = ?", pk):
+            self._delete_clip_rows(clip["pk"])
+        self._db.execute("DELETE FROM report WHERE session_pk = ?", (pk,))
+        return self._db.execute("DELETE FROM session WHERE pk = ?", (pk,)).rowcount == 1
+
+    # -- clips ----------------------------------------------------------------------------
+    def create_clip(self, project_pk: int, meta: Row, filename: str | None, crc32c: str | None) -> Row:
+        path = meta.get("projectPath")
+        session = self.session_for_clip_path(project_pk, path) if path else None
+        status = "Processing" if filename else "Complete"
+        pk = self._insert(
+            "INSERT INTO clip(project_pk, session_pk, title, description, project_path, created,"
+            " upload_status, filename, crc32c) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            project_pk, session["pk"] if session else None, meta.get("title"),
+            meta.get("description"), path, now_iso(), status, filename, crc32c)
+        return self.clip(pk)
+
+    def clip(self, pk: int) -> Row | None:
+        return self._one("SELECT * FROM clip WHERE pk = ?", pk)
+
+    def clips_of_session(self, session_pk: int) -> list[Row]:
+        return self._all("SELECT * FROM clip WHERE session_pk = ? ORDER BY pk", session_pk)
+
+    def clips_of_project(self, project_pk: int, limit: int | None) -> list[Row]:
+        return self._all("SELECT * FROM clip WHERE project_pk = ? ORDER BY pk LIMIT ?",
+                         project_pk, -1 if limit is None else limit)
+
+    def update_clip(self, pk: int, fields: Row) -> bool:
+        if not fields:
+            return self.clip(pk) is not None
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        return self._run(f"UPDATE clip SET {assignments} WHERE pk = ?", *fields.values(), pk) == 1
+
+    def delete_clip(self, pk: int) -> bool:
+        with self.transaction():
+            return self._delete_clip_rows(pk)
+
+    def _delete_clip_rows(self, pk: int) -> bool:
+        for data in self._all("SELECT pk FROM additional_data WHERE clip_pk = ?", pk):
+            self.blob_path("data", data["pk"]).unlink(missing_ok=True)
+        self._db.execute("DELETE FROM additional_data WHERE clip_pk = ?", (pk,))
+        self.blob_path("clip", pk).unlink(missing_ok=True)
+        return self._db.execute("DELETE FROM clip WHERE pk = ?", (pk,)).rowcount == 1
+
+    # -- additional data -----------------------------------------------------------------
+    def create_data(self, clip_pk: int, data_type: str, filename: str, crc32c: str) -> Row:
+        pk = self._insert("INSERT INTO additional_data(clip_pk, data_type, filename, crc32c,"
+                          " upload_status, created) VALUES (?, ?, ?, ?, 'Processing', ?)",
+                          clip_pk, data_type, filename, crc32c, now_iso())
+        return self.data(pk)
+
+    def data(self, pk: int) -> Row | None:
+        return self._one("SELECT * FROM additional_data WHERE pk = ?", pk)
+
+    def data_of_clip(self, clip_pk: int) -> list[Row]:
+        return self._all("SELECT * FROM additional_data WHERE clip_pk = ? ORDER BY pk", clip_pk)
+
+    def delete_data(self, pk: int) -> bool:
+        self.blob_path("data", pk).unlink(missing_ok=True)
+        return self._run("DELETE FROM additional_data WHERE pk = ?", pk) == 1
+
+    # -- blobs -------------------------------------------------------------------------------
+    def blob_path(self, kind: str, pk: int) -> Path:
+        return self.blob_dir / f"{kind}-{pk}"
+
+    def blob_record(self, kind: str, pk: int) -> Row | None:
+        return self.clip(pk) if kind == "clip" else self.data(pk)
+
+    def complete_blob(self, kind: str, pk: int, size: int, md5: str) -> bool:
+        table = "clip" if kind == "clip" else "additional_data"
+        return self._run(f"UPDATE {table} SET upload_status = 'Complete', size = ?, md5 = ?"
+                         " WHERE pk = ?", size, md5, pk) == 1
+
+    # -- reports and jobs ---------------------------------------------------------------------
+    def create_report(self, session_pk: int, patient_pk: int, title: str) -> None:
+        self._insert("INSERT INTO report(session_pk, patient_pk, title) VALUES (?, ?, ?)",
+                     session_pk, patient_pk, title)
+
+    def reports_of(self, column: str, pk: int) -> list[Row]:
+        assert column in ("session_pk", "patient_pk")
+        return self._all(f"SELECT * FROM report WHERE {column} = ? ORDER BY pk", pk)
+
+    def create_job(self, description: str) -> Row:
+        pk = self._insert("INSERT INTO job(status, description) VALUES ('Complete', ?)", description)
+        return self._one("SELECT * FROM job WHERE pk = ?", pk)
+
+    def job(self, pk: int) -> Row | None:
+        return self._one("SELECT * FROM job WHERE pk = ?", pk)
