@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except Exception as exc:  # noqa: BLE001 - the funnel: users get a message, --debug the traceback
+    except Exception as exc:
         if args.debug:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc}\n  hint: re-run with --debug and report it",

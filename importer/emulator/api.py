@@ -12,9 +12,10 @@ import binascii
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import date
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 from graphql import (
     DocumentNode,
@@ -343,8 +344,8 @@ class MoveshelfApi:
         high = bounds.get("max")
         return len(counted) >= low and (high is None or len(counted) <= high)
 
-    def _recent_sessions(self, project_pk: int, startDate=None, endDate=None, limit=None,  # noqa: N803
-                         metadataFilters=None, patientMetadataFilters=None) -> list[dict]:  # noqa: N803
+    def _recent_sessions(self, project_pk: int, startDate=None, endDate=None, limit=None,
+                         metadataFilters=None, patientMetadataFilters=None) -> list[dict]:
         def selected(row: Row) -> bool:
             if (startDate or endDate) and not _in_range(row["date"], startDate, endDate):
                 return False
@@ -379,7 +380,7 @@ class MoveshelfApi:
             row = getter(pk)
             return view(row) if row else None
 
-        def patient(_root, info, ehrId, projectId):  # noqa: N803
+        def patient(_root, info, ehrId, projectId):
             project = self._project(projectId)
             for row in self.store.patients(project["pk"]):
                 if self._external_id(row) == ehrId:
@@ -419,13 +420,13 @@ class MoveshelfApi:
                 "jobId": global_id("Job", store.create_job(f"Gait tool {kw.get('trialType')}")["pk"])},
         }
 
-    def _update_patient(self, _root, info, patientId, metadata=None):  # noqa: N803
+    def _update_patient(self, _root, info, patientId, metadata=None):
         row = self._row("Patient", patientId)
         if metadata is not None and not isinstance(metadata, dict):
             raise ApiError("metadata must be a JSON object")
         return {"updated": self.store.update_patient(row["pk"], metadata or {})}
 
-    def _create_session(self, _root, info, projectId, projectPath, patientId, sessionDate=None):  # noqa: N803
+    def _create_session(self, _root, info, projectId, projectPath, patientId, sessionDate=None):
         project = self._project(projectId)
         patient = self._row("Patient", patientId)
         if sessionDate and not valid_date(sessionDate):
@@ -435,8 +436,8 @@ class MoveshelfApi:
         return {"session": self.session(self.store.create_session(project["pk"], patient["pk"],
                                                                    projectPath, sessionDate))}
 
-    def _update_session(self, _root, info, sessionId, sessionName, sessionMetadata=None,  # noqa: N803
-                        sessionDate=None, previousUpdatedAt=None):  # noqa: N803
+    def _update_session(self, _root, info, sessionId, sessionName, sessionMetadata=None,
+                        sessionDate=None, previousUpdatedAt=None):
         row = self._row("Session", sessionId)
         if previousUpdatedAt and previousUpdatedAt != row["updated"]:
             raise ApiError("The session was changed by someone else since it was read")
@@ -463,7 +464,7 @@ class MoveshelfApi:
                 responses.append({"clientId": clip["clientId"], "uploadUrl": url, "mocapClip": self.clip(row)})
         return {"response": responses}
 
-    def _update_clip(self, _root, info, clipData):  # noqa: N803
+    def _update_clip(self, _root, info, clipData):
         row = self._row("MocapClip", clipData["id"])
         fields: dict[str, Any] = {}
         metadata = clipData.get("metadata") or {}

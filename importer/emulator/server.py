@@ -19,10 +19,11 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import google_crc32c
@@ -158,7 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     # -- routing -----------------------------------------------------------------------------------
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = urlsplit(self.path).path
         if path == "/graphql":
             return self._graphql()
@@ -168,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._control(lambda: (self.server.reset(), {"ok": True})[1])
         self._json(404, {"errors": [{"message": f"No such endpoint: {path}"}]})
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path.startswith("/_storage/"):
             return self._download()
@@ -180,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"service": "moveshelf-emulator", "graphql": self.server.graphql_url})
         self._json(404, {"errors": [{"message": f"No such endpoint: {path}"}]})
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         if urlsplit(self.path).path.startswith("/_storage/"):
             return self._upload()
         self._json(404, {"errors": [{"message": "No such endpoint"}]})

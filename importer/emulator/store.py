@@ -168,7 +168,8 @@ class Store:
     def session_for_clip_path(self, project_pk: int, clip_path: str) -> Row | None:
         """The session whose path is the longest prefix of a clip's path (conditions are path segments)."""
         return self._one("SELECT * FROM session WHERE project_pk = ?"
-                         " AND substr(?, 1, length(project_path)) = project_path ORDER BY length(project_path) DESC LIMIT 1", project_pk, clip_path)
+                         " AND substr(?, 1, length(project_path)) = project_path"
+                         " ORDER BY length(project_path) DESC LIMIT 1", project_pk, clip_path)
 
     def update_session(self, pk: int, path: str, metadata: Any | None, date: str | None) -> bool:
         """Rename, re-date and re-describe a session; its clips follow a rename."""
