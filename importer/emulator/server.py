@@ -117,7 +117,7 @@ class EmulatorServer(ThreadingHTTPServer):
 
     def start(self) -> EmulatorServer:
         """Serve from a background thread (for tests and benchmarks)."""
-        self._thread = threading.Thread(target=self.serve_forever, name="emulator", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="emulator", daemon=True)
         self._thread.start()
         return self
 
@@ -194,6 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body if truncate_to is None else body[:truncate_to])
         if truncate_to is not None:

@@ -1,0 +1,5 @@
+"""`python -m importer` is `moveshelf-import`."""
+
+from .cli import run
+
+run()
