@@ -1,0 +1,105 @@
+"""One tree model for both sides: subject → session → trial (in a condition) → data file.
+
+The desired tree (from folders) and the actual tree (from the server) use the same
+types, so the planner is a walk of two trees in step. Fields that only one side knows
+(a local source path, a server id, an upload status) are None on the other.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+ADDITIONAL_FILES = "Additional files"
+RAW_MOTION_DATA = "Raw motion data"
+DEFAULT_CONDITION = "Default"
+COMPLETE = "Complete"
+
+
+def key(name: str) -> str:
+    """The one normaliser for matching names on both sides (Unicode NFC)."""
+    return unicodedata.normalize("NFC", name)
+
+
+@dataclass(frozen=True, slots=True)
+class DataFile:
+    """A data file of a trial (Moveshelf's "additional data")."""
+
+    name: str
+    data_type: str
+    source: str | None = None  # absolute local path (desired side only; never sent)
+    client_id: str | None = None  # path relative to the import root, sent as clientId
+    size: int | None = None
+    crc32c: str | None = None  # base64 of the big-endian CRC32C
+    remote_id: str | None = None
+    upload_status: str | None = None
+    download_uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """A trial (Moveshelf "clip") in a condition of a session."""
+
+    name: str
+    condition: str
+    files: tuple[DataFile, ...] = ()
+    side: str | None = None  # trialSideSelection
+    representative: tuple[str, ...] = ()  # representativeTrials: ("left",), ("left", "right")
+    remote_id: str | None = None
+    custom_options: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    name: str
+    date: str | None = None  # YYYY-MM-DD
+    metadata: dict[str, Any] = field(default_factory=dict)  # the inner session metadata
+    trials: tuple[Trial, ...] = ()
+    source: str | None = None  # the session folder
+    remote_id: str | None = None
+    remote_path: str | None = None  # projectPath on the server
+    stored_metadata: dict[str, Any] | None = None  # the whole stored object, {"metadata": {...}, ...}
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    name: str
+    mrn: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # subject metadata with "interventions"
+    sessions: tuple[Session, ...] = ()
+    source: str | None = None  # the subject folder
+    remote_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    subjects: tuple[Subject, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Unmapped:
+    """A local file no rule claims: listed, never uploaded."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalTree:
+    """What the scanner found: the desired tree plus what it could not place."""
+
+    tree: Tree
+    roots: tuple[str, ...]
+    unmapped: tuple[Unmapped, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def session_path(subject_name: str, session_name: str) -> str:
+    """A session's projectPath: `/<subject>/<session>/`."""
+    return f"/{subject_name}/{session_name}/"
+
+
+def trial_path(session_project_path: str, condition: str) -> str:
+    """A trial's projectPath: the session path followed by its condition."""
+    return f"{session_project_path}{condition}"

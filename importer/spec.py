@@ -1,0 +1,158 @@
+"""Reading and checking `moveshelf_config_import.json`: schema first, then cross-checks.
+
+Every problem names the file and the JSON path, so a data manager can fix all of them
+in one pass; nothing is written while any remains.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from .errors import InputError
+
+CONFIG_NAME = "moveshelf_config_import.json"
+KNOWN_KEYS = ("subjectMetadata", "interventionMetadata", "sessionMetadata", "conditionDefinition",
+              "representativeTrials", "trialSideSelection", "session_date")
+_LEADING_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?!\d)")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the input, located precisely."""
+
+    file: str
+    json_path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.json_path}: {self.message}"
+
+
+class InvalidInput(InputError):
+    """The input has problems; each names its file and JSON path."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"invalid input ({len(problems)} problem{'s' * (len(problems) != 1)}), nothing was written:"
+                         f"\n{lines}", "fix the files named above, then run `moveshelf-import validate PATH` again")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """A session folder's settings, checked."""
+
+    path: str
+    subject_metadata: dict[str, Any] = field(default_factory=dict)
+    interventions: list[Any] = field(default_factory=list)
+    session_metadata: dict[str, Any] = field(default_factory=dict)
+    conditions: dict[str, list[str]] | None = None
+    representative: dict[str, str] = field(default_factory=dict)
+    sides: dict[str, str] = field(default_factory=dict)
+    session_date: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    text = resources.files("importer").joinpath("schemas/moveshelf_config_import.schema.json").read_text()
+    schema = json.loads(text)
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """A schema error said the way a data manager can act on."""
+    if error.validator in ("format", "pattern") and error.schema.get("format") == "date":
+        return f"{error.instance!r} is not a valid date; use YYYY-MM-DD, e.g. 2025-09-05"
+    if error.validator == "anyOf" and "optionalDate" in json.dumps(error.schema):
+        return f"{error.instance!r} is not a valid date; use YYYY-MM-DD or an empty string"
+    if error.validator == "oneOf":
+        return (f"{json.dumps(error.instance)[:60]} is not a metadata value; use a string, a list of "
+                '{"value": ..., "context": "left"|"right"}, or {"multiselect": true, "value": [...]}')
+    if error.validator == "pattern" and error.schema.get("pattern", "").startswith("^\\s*(left"):
+        return f"{error.instance!r} is not a side; use 'left', 'right' or 'left,right'"
+    if error.validator == "pattern":
+        return f"{error.instance!r} is not a valid name (it must not contain '/' or '\\')"
+    return error.message
+
+
+def valid_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
+
+
+def check(document: Any, file: str) -> list[Problem]:
+    """Schema violations and cross-check failures of one parsed config."""
+    problems = [Problem(file, e.json_path, _message(e))
+                for e in sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))]
+    if problems or not isinstance(document, dict):
+        return problems
+    conditions = document.get("conditionDefinition")
+    declared: dict[str, str] = {}
+    for condition, trials in (conditions or {}).items():
+        for i, trial in enumerate(trials):
+            if trial in declared:
+                problems.append(Problem(file, f"$.conditionDefinition.{condition}[{i}]",
+                                        f"trial {trial!r} is already declared in condition {declared[trial]!r}; "
+                                        "a trial belongs to one condition"))
+            declared.setdefault(trial, condition)
+    if conditions is not None:
+        for section in ("representativeTrials", "trialSideSelection"):
+            for trial in document.get(section, {}):
+                if trial not in declared:
+                    problems.append(Problem(file, f"$.{section}.{trial}",
+                                            f"trial {trial!r} is not declared in conditionDefinition"))
+    return problems
+
+
+def session_date(config: SessionConfig | None, folder_name: str, file: str) -> str | None:
+    """The session date: `session_date`, else `sessionMetadata.session_date`, else a leading date of the folder."""
+    if config and config.session_date:
+        return config.session_date
+    if config and isinstance(config.session_metadata.get("session_date"), str):
+        return config.session_metadata["session_date"]
+    match = _LEADING_DATE.match(folder_name)
+    if match and not valid_date(match.group(1)):
+        raise InvalidInput([Problem(file, "(folder name)", f"{match.group(1)!r} in folder name "
+                                    f"{folder_name!r} is not a valid date; rename the folder or set session_date")])
+    return match.group(1) if match else None
+
+
+def load(path: Path, display: str) -> SessionConfig:
+    """Read and check one config file; raise InvalidInput naming `display` and the JSON path."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        raise InvalidInput([Problem(display, f"line {exc.lineno} column {exc.colno}",
+                                    f"not valid JSON: {exc.msg}")]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput([Problem(display, "$", f"cannot be read: {exc}")]) from exc
+    problems = check(document, display)
+    if problems:
+        raise InvalidInput(problems)
+    unknown = [k for k in document if k not in KNOWN_KEYS]
+    return SessionConfig(
+        path=display,
+        subject_metadata=dict(document.get("subjectMetadata", {})),
+        interventions=list(document.get("interventionMetadata", [])),
+        session_metadata=dict(document.get("sessionMetadata", {})),
+        conditions=document.get("conditionDefinition"),
+        representative=dict(document.get("representativeTrials", {})),
+        sides=dict(document.get("trialSideSelection", {})),
+        session_date=document.get("session_date"),
+        warnings=tuple(f"{display}: $.{k}: unknown key, ignored (known keys: {', '.join(KNOWN_KEYS)})"
+                       for k in unknown),
+    )
