@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
+import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
+from . import render, workflow
 from .errors import ImportToolError, InputError
+from .plan import ConflictPolicy, Plan, to_json
+from .progress import TqdmHandler
+from .scan import LAYOUTS, ScanOptions
+from .workflow import Settings
 
 EXIT_INTERRUPTED = 130
 
@@ -22,6 +30,11 @@ exit codes: 0 success or nothing to do, 1 fatal error, 2 invalid input or usage
 lock, 5 changes pending (plan --detailed-exitcode), 130 interrupted."""
 
 
+def _terminate(*_: object) -> None:
+    """SIGTERM (a scheduler stopping the job) stops like Ctrl-C: the journal is kept, the run resumes later."""
+    raise KeyboardInterrupt
+
+
 def _emulator(args: argparse.Namespace) -> int:
     from .emulator.server import EmulatorServer
 
@@ -32,7 +45,6 @@ def _emulator(args: argparse.Namespace) -> int:
           flush=True)
     if args.write_config:
         print(f"  wrote {server.write_config(args.write_config)} and its key file", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -42,11 +54,147 @@ def _emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    types = {}
+    for item in args.data_type:
+        ext, _, kind = item.partition("=")
+        if not ext or not kind:
+            raise InputError(f"--data-type {item!r}: expected EXTENSION=TYPE, e.g. gcd=raw or mp4=video")
+        types[ext.lower().lstrip(".")] = kind
+    return Settings(paths=tuple(args.paths), project=getattr(args, "project", None),
+                    config=getattr(args, "config", None), state_dir=getattr(args, "state_dir", None),
+                    on_conflict=ConflictPolicy(getattr(args, "on_conflict", "skip")), jobs=getattr(args, "jobs", 8),
+                    verify=getattr(args, "verify", False), scan=ScanOptions(args.layout, types))
+
+
+def _setup_logging(quiet: bool, log_file: Path | None) -> None:
+    log = logging.getLogger("moveshelf_import")
+    log.handlers.clear()
+    log.setLevel(logging.INFO)
+    console = TqdmHandler()
+    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.addHandler(console)
+    if log_file:
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    local = workflow.validate(_settings(args))
+    subjects = local.tree.subjects
+    sessions = [se for s in subjects for se in s.sessions]
+    trials = [t for se in sessions for t in se.trials]
+    print(f"valid: {len(subjects)} subjects, {len(sessions)} sessions, {len(trials)} trials, "
+          f"{sum(len(t.files) for t in trials)} files; {len(local.unmapped)} unmapped")
+    for unmapped in local.unmapped:
+        print(f"  unmapped: {unmapped.path}: {unmapped.reason}")
+    for warning in local.warnings:
+        print(f"  warning: {warning}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    the_plan = workflow.plan(_settings(args))
+    if args.out:
+        args.out.write_text(render.as_json(to_json(the_plan)))
+    print(render.as_json(to_json(the_plan)) if args.format == "json" else render.plan_text(the_plan), end="")
+    return 5 if args.detailed_exitcode and the_plan.steps else 0
+
+
+def _confirm(args: argparse.Namespace) -> Callable[[Plan], bool]:
+    def confirm(the_plan: Plan) -> bool:
+        if not args.quiet:
+            print(render.plan_text(the_plan), end="", flush=True)
+        if not the_plan.steps or args.yes or not sys.stdin.isatty():
+            return True
+        answer = input("Apply these changes? Only 'yes' applies: ")
+        return answer.strip().lower() == "yes"
+    return confirm
+
+
+def _apply(args: argparse.Namespace) -> int:
+    _setup_logging(args.quiet, args.log_file)
+    mode = "quiet" if args.quiet else ("bars" if sys.stderr.isatty() else "lines")
+    the_plan, outcome = workflow.apply(_settings(args), mode, _confirm(args))
+    if outcome is None:
+        print("Not applied.")
+        return 0
+    if args.report:
+        args.report.write_text(render.as_json(outcome))
+    print(render.report_line(outcome))
+    if outcome.get("fatal"):
+        print(f"error: {outcome['fatal']}", file=sys.stderr)
+        return 1
+    if outcome["interrupted"]:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    summary = outcome["summary"]
+    if summary["failed"] or summary["skipped"]:
+        print("some steps did not apply (see above); re-run the same command to resume", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _add_input_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                         help="an import root (subject folders below it), a subject folder or a session folder")
+    command.add_argument("--layout", choices=LAYOUTS, default="auto",
+                         help="what PATH is; auto: a folder holding moveshelf_config_import.json is a session, "
+                              "one whose subfolders hold it is a subject, else a root (default: auto)")
+    command.add_argument("--data-type", action="append", default=[], metavar="EXT=TYPE",
+                         help="data type for an extension, e.g. gcd=data (repeatable; default: mp4/avi/mov/mkv/mpg "
+                              "video, pdf doc, png/jpg/jpeg/webp img, else raw)")
+
+
+def _add_server_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--project", metavar="ORG/NAME", help="the Moveshelf project (or MOVESHELF_PROJECT)")
+    command.add_argument("--config", type=Path, metavar="FILE",
+                         help="mvshlf-config.json (default: MOVESHELF_CONFIG, else ./mvshlf-config.json); "
+                              "MOVESHELF_API_KEY overrides its key file")
+    command.add_argument("--on-conflict", choices=[p.value for p in ConflictPolicy], default="skip",
+                         help="a server file with the same name and other content: skip (report it), replace "
+                              "(upload, then delete the old record) or fail (write nothing) (default: skip)")
+    command.add_argument("--jobs", type=int, default=8, metavar="N",
+                         help="requests and uploads at once (default: %(default)s)")
+    command.add_argument("--state-dir", type=Path, metavar="DIR",
+                         help="where the journal and lock live (default: the user state folder)")
+    command.add_argument("--verify", action="store_true", help="re-read every local file instead of trusting "
+                                                               "the size+mtime checksum cache")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moveshelf-import", description=_DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check folders and config files; no network",
+                                   description="Check the folders and every moveshelf_config_import.json without "
+                                               "touching the network. Exit 2 lists every problem.")
+    _add_input_options(validate)
+    validate.set_defaults(run=_validate)
+
+    plan = commands.add_parser("plan", help="show what apply would change on the server",
+                               description="Compare the folders with the server and show the changes, "
+                                           "writing nothing.")
+    _add_input_options(plan)
+    _add_server_options(plan)
+    plan.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
+    plan.add_argument("--out", type=Path, metavar="PLAN.json", help="also save the plan as JSON")
+    plan.add_argument("--detailed-exitcode", action="store_true", help="exit 5 when there are changes, 0 when none")
+    plan.set_defaults(run=_plan)
+
+    apply = commands.add_parser("apply", help="make the server hold what the folders hold",
+                                description="Plan, then apply: create subjects, sessions and trials, upload "
+                                            "files, fill metadata. Safe to re-run; an interrupted run resumes.")
+    _add_input_options(apply)
+    _add_server_options(apply)
+    apply.add_argument("--yes", action="store_true", help="do not ask for confirmation on a terminal")
+    apply.add_argument("--report", type=Path, metavar="R.json", help="write a JSON report of every step")
+    apply.add_argument("--quiet", action="store_true", help="print only the summary line and errors (for cron)")
+    apply.add_argument("--log-file", type=Path, metavar="FILE", help="also append progress and errors here")
+    apply.set_defaults(run=_apply)
 
     emulator = commands.add_parser(
         "emulator", help="run a Moveshelf-compatible server on this machine",
@@ -71,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; the one place where exceptions become exit codes."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
     except KeyboardInterrupt:
@@ -92,5 +242,3 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
     sys.exit(main())
 
-
-__all__ = ["InputError", "main", "run"]

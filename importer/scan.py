@@ -214,7 +214,7 @@ def _subject(name: str, folder: Path, sessions: list[tuple[Session, SessionConfi
     """One subject from all its session folders; the earliest session's values win, interventions the latest."""
     metadata: dict[str, Any] = {}
     interventions: list[Any] = []
-    for session, config in sessions:
+    for _, config in sessions:
         if config is None:
             continue
         for field_name, value in config.subject_metadata.items():

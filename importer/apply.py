@@ -1,0 +1,318 @@
+"""The executor: applies a plan's steps in dependency order, concurrently, never duplicating.
+
+A step is submitted when the steps it depends on are applied; the descendants of a
+failed step are skipped. New trials of one session go out in one `createClips`. Creates
+are never retried blindly: after an ambiguous failure the parent is read again and what
+exists is adopted. The executor returns results; it does not raise for a failed step.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import queries
+from .client import Client, Interrupted, Rejected, TransientError
+from .errors import FatalError
+from .journal import Journal
+from .model import COMPLETE, key
+from .plan import Action, Plan, Step, trial_options
+from .remote import Project
+
+T = TypeVar("T")
+TRIALS_PER_REQUEST = 50
+
+
+class Status(enum.Enum):
+    APPLIED = "applied"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    NOT_ATTEMPTED = "not_attempted"
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    step: Step
+    status: Status
+    error: str | None = None
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+def parent(target: str) -> str:
+    """The target of a step's parent object; a trial's parent is its session (the condition is a path)."""
+    segments = target.strip("/").split("/")
+    return "/" + "/".join(segments[:2] if len(segments) == 4 else segments[:-1])
+
+
+class Executor:
+    def __init__(self, plan: Plan, client: Client, project: Project, journal: Journal, run_id: str, jobs: int = 8,
+                 on_bytes: Callable[[int], None] = lambda n: None,
+                 on_result: Callable[[StepResult], None] = lambda r: None) -> None:
+        self.plan = plan
+        self.client = client
+        self.project = project
+        self.journal = journal
+        self.run_id = run_id
+        self.jobs = max(1, jobs)
+        self.on_bytes = on_bytes
+        self.on_result = on_result
+        self.ids = dict(plan.ids)
+        self._ids_lock = threading.Lock()
+        self.fatal: FatalError | None = None
+
+    # -- ids ------------------------------------------------------------------------------------------
+    def _id(self, target: str) -> str:
+        with self._ids_lock:
+            return self.ids[target]
+
+    def _set_id(self, target: str, value: str) -> None:
+        with self._ids_lock:
+            self.ids[target] = value
+
+    # -- scheduling ----------------------------------------------------------------------------------------
+    def run(self) -> list[StepResult]:
+        """Apply every step it can; Ctrl-C stops starting new work and waits for the work under way."""
+        steps = {s.id: s for s in self.plan.steps}
+        waiting = {s.id: {d for d in s.depends_on if d in steps} for s in self.plan.steps}
+        dependents: dict[str, list[str]] = defaultdict(list)
+        for step_id, deps in waiting.items():
+            for dep in deps:
+                dependents[dep].append(step_id)
+        ready = deque(s for s in self.plan.steps if not waiting[s.id])
+        results: dict[str, StepResult] = {}
+        running: dict[Future, list[Step]] = {}
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="apply") as pool:
+            while ready or running:
+                while ready and len(running) < self.jobs and not self.client.stop.is_set():
+                    batch = self._take_batch(ready)
+                    running[pool.submit(self._run_batch, batch)] = batch
+                if not running:
+                    break
+                try:
+                    done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                except KeyboardInterrupt:
+                    self.client.stop.set()
+                    continue
+                for future in done:
+                    running.pop(future)
+                    for result in future.result():
+                        self._finish(result, results, steps, waiting, dependents, ready)
+        for step in self.plan.steps:
+            if step.id not in results:
+                results[step.id] = StepResult(step, Status.NOT_ATTEMPTED)
+                self.on_result(results[step.id])
+        return [results[s.id] for s in self.plan.steps]
+
+    def _finish(self, result: StepResult, results: dict[str, StepResult], steps: dict[str, Step],
+                waiting: dict[str, set[str]], dependents: dict[str, list[str]], ready: deque[Step]) -> None:
+        results[result.step.id] = result
+        self.journal.record_outcome(self.run_id, result.step.id, result.status.value, result.error)
+        self.on_result(result)
+        if result.status is Status.APPLIED:
+            for child in dependents[result.step.id]:
+                waiting[child].discard(result.step.id)
+                if not waiting[child]:
+                    ready.append(steps[child])
+            return
+        blocked = deque(dependents[result.step.id])
+        while blocked:
+            child = blocked.popleft()
+            if child not in results:
+                results[child] = StepResult(steps[child], Status.SKIPPED, f"depends on {result.step.id}, which "
+                                            f"was {result.status.value}")
+                self.on_result(results[child])
+                blocked.extend(dependents[child])
+
+    @staticmethod
+    def _take_batch(ready: deque[Step]) -> list[Step]:
+        """The next step, with the other ready new trials of the same session (one createClips)."""
+        first = ready.popleft()
+        if first.action is not Action.CREATE_TRIAL:
+            return [first]
+        siblings = [s for s in ready if s.action is Action.CREATE_TRIAL and parent(s.target) == parent(first.target)]
+        batch = [first, *siblings[:TRIALS_PER_REQUEST - 1]]
+        for step in batch[1:]:
+            ready.remove(step)
+        return batch
+
+    def _run_batch(self, batch: list[Step]) -> list[StepResult]:
+        started = time.monotonic()
+        sent = 0
+        try:
+            if self.fatal or self.client.stop.is_set():
+                return [StepResult(s, Status.NOT_ATTEMPTED) for s in batch]
+            if batch[0].action is Action.CREATE_TRIAL:
+                self._create_trials(batch)
+            else:
+                sent = self._apply(batch[0])
+            status, error = Status.APPLIED, None
+        except Interrupted:
+            status, error = Status.FAILED, "interrupted"
+        except FatalError as exc:
+            self.fatal = exc
+            self.client.stop.set()
+            status, error = Status.FAILED, str(exc)
+        except (Rejected, TransientError, OSError) as exc:
+            status, error = Status.FAILED, str(exc)
+        except Exception as exc:  # noqa: BLE001 - one step's bug must not lose the outcomes of the others
+            status, error = Status.FAILED, f"unexpected {type(exc).__name__}: {exc}"
+        seconds = round(time.monotonic() - started, 3)
+        return [StepResult(s, status, error, sent, seconds) for s in batch]
+
+    # -- creates with reconciliation ------------------------------------------------------------------------
+    def _create_once(self, create: Callable[[], T], find: Callable[[], T | None]) -> T:
+        """Create; after an ambiguous failure, look for what may have been created before trying again."""
+        ambiguous = False
+
+        def attempt() -> T:
+            nonlocal ambiguous
+            if ambiguous:
+                found = find()
+                if found is not None:
+                    return found
+            try:
+                return create()
+            except TransientError:
+                ambiguous = True
+                raise
+
+        return self.client.retrying(attempt)
+
+    def _create_subject(self, step: Step) -> None:
+        name, mrn = step.detail["name"], step.detail.get("mrn")
+
+        def find() -> str | None:
+            listing = self.client.call(queries.SUBJECT_LIST, {"projectId": self.project.id})["node"]["patientsList"]
+            return next((p["id"] for p in listing if key(p["name"]) == key(name)
+                         or (mrn and p.get("externalId") == mrn)), None)
+
+        self._set_id(step.target, self._create_once(lambda: self.client.call(
+            queries.CREATE_SUBJECT, {"projectId": self.project.name, "name": name}, retry=False
+        )["createPatient"]["patient"]["id"], find))
+
+    def _create_session(self, step: Step) -> None:
+        subject_id, path = self._id(parent(step.target)), step.detail["project_path"]
+
+        def find() -> str | None:
+            sessions = self.client.call(queries.SESSIONS_OF_SUBJECT, {"id": subject_id})["node"]["sessions"]
+            return next((s["id"] for s in sessions if key(s["projectPath"]) == key(path)), None)
+
+        self._set_id(step.target, self._create_once(lambda: self.client.call(queries.CREATE_SESSION, {
+            "projectId": self.project.name, "projectPath": path, "patientId": subject_id,
+            "sessionDate": step.detail.get("date")}, retry=False)["createSession"]["session"]["id"], find))
+
+    def _create_trials(self, steps: list[Step]) -> None:
+        session_id = self._id(parent(steps[0].target))
+        pending = {(key(s.detail["project_path"]), key(s.detail["title"])): s for s in steps}
+
+        def adopt_existing() -> None:
+            for clip in self.client.call(queries.CLIPS_OF_SESSION, {"id": session_id})["node"]["clips"]:
+                step = pending.pop((key(clip["projectPath"] or ""), key(clip["title"] or "")), None)
+                if step:
+                    self._set_id(step.target, clip["id"])
+
+        def create() -> bool:
+            clips = [{"clientId": s.target, "metadata": {"title": s.detail["title"],
+                                                         "projectPath": s.detail["project_path"]}}
+                     for s in pending.values()]
+            answer = self.client.call(queries.CREATE_TRIALS, {"input": {"project": self.project.name, "clips": clips}},
+                                      retry=False)
+            by_client = {s.target: s for s in pending.values()}
+            for created in answer["createClips"]["response"]:
+                self._set_id(by_client[created["clientId"]].target, created["mocapClip"]["id"])
+            pending.clear()
+            return True
+
+        def find() -> bool | None:
+            adopt_existing()
+            return True if not pending else None
+
+        self._create_once(create, find)
+
+    # -- files ------------------------------------------------------------------------------------------------
+    def _upload(self, step: Step) -> int:
+        detail = step.detail
+        trial_id = self._id(parent(step.target))
+        source = Path(detail["source"])
+        if source.stat().st_size != detail["size"]:
+            raise Rejected(f"{source} changed since it was planned (size); plan again")
+        replaced = set(detail.get("replaces", []))
+        orphans: set[str] = set()
+
+        def find() -> None:
+            records = self.client.call(queries.DATA_OF_CLIP, {"id": trial_id})["node"]["additionalData"]
+            orphans.update(r["id"] for r in records if key(r["originalFileName"] or "") == key(detail["name"])
+                           and r["uploadStatus"] != COMPLETE and r["id"] not in replaced)
+
+        created = self._create_once(lambda: self.client.call(queries.CREATE_DATA, {"input": {
+            "clipId": trial_id, "dataType": detail["data_type"], "crc32c": detail["crc32c"],
+            "filename": detail["name"], "clientId": detail["client_id"]}}, retry=False)["createAdditionalData"], find)
+        data_id = created["data"]["id"]
+        self.journal.record_content(data_id, detail["crc32c"], detail["size"], step.target)
+        self.client.upload(created["uploadUrl"], source, detail["size"], detail["crc32c"], self.on_bytes)
+        self._set_id(step.target, data_id)
+        for stale in sorted(replaced | (orphans - {data_id})):
+            self._delete_data(stale)
+        return int(detail["size"])
+
+    def _delete_data(self, data_id: str) -> None:
+        try:
+            self.client.call(queries.DELETE_DATA, {"id": data_id})
+        except Rejected as exc:
+            if "does not exist" not in str(exc):
+                raise
+
+    # -- the step table -----------------------------------------------------------------------------------------
+    def _apply(self, step: Step) -> int:
+        """Carry out one step; the bytes it uploaded."""
+        detail: dict[str, Any] = step.detail
+        match step.action:
+            case Action.CREATE_SUBJECT:
+                self._create_subject(step)
+            case Action.UPDATE_SUBJECT_METADATA:
+                self.client.call(queries.UPDATE_SUBJECT, {"patientId": self._id(step.target),
+                                                          "metadata": json.dumps(detail["metadata"])})
+            case Action.CREATE_SESSION:
+                self._create_session(step)
+            case Action.UPDATE_SESSION_METADATA:
+                self.client.call(queries.UPDATE_SESSION, {
+                    "sessionId": self._id(step.target), "sessionName": detail["name"],
+                    "sessionMetadata": json.dumps(detail["stored"]), "sessionDate": detail.get("date")})
+            case Action.CREATE_TRIAL:
+                self._create_trials([step])
+            case Action.UPLOAD_FILE | Action.REPLACE_FILE:
+                return self._upload(step)
+            case Action.UPDATE_TRIAL_METADATA:
+                with self._ids_lock:
+                    file_ids = [self.ids[t] for t in detail["side_files"] if t in self.ids]
+                options = trial_options(detail.get("base_options"), detail.get("side"),
+                                        tuple(detail.get("representative", [])), file_ids)
+                self.client.call(queries.UPDATE_TRIAL, {"input": {
+                    "id": self._id(step.target), "metadata": {"title": detail["title"]},
+                    "customOptions": json.dumps(options)}})
+        return 0
+
+
+def report(plan: Plan, results: list[StepResult], started: float, finished: float,
+           interrupted: bool) -> dict[str, Any]:
+    """The run's outcome, one entry per step of the plan (valid against report.schema.json)."""
+    counts = {s.value: sum(r.status is s for r in results) for s in Status}
+    return {
+        "format": "moveshelf-import/report", "version": 1, "project": plan.project, "roots": list(plan.roots),
+        "started": started, "finished": finished, "interrupted": interrupted,
+        "summary": {"steps": len(results), **counts, "bytes": sum(r.bytes for r in results),
+                    "seconds": round(finished - started, 3)},
+        "steps": [{"id": r.step.id, "action": r.step.action.value, "target": r.step.target,
+                   "status": r.status.value, "error": r.error, "bytes": r.bytes, "seconds": r.seconds}
+                  for r in results],
+        "conflicts": list(plan.conflicts), "unmapped": len(plan.unmapped),
+    }

@@ -1,0 +1,209 @@
+"""The only module that speaks HTTP: GraphQL calls, streamed uploads, object hashes.
+
+Failures are classified once, here: transient (connection trouble, timeouts, 408, 429,
+5xx, a cut-off answer) may be retried; a rejection (GraphQL errors, other 4xx) may not;
+a refused key ends the run. Reads and idempotent writes are retried here with
+exponential backoff and jitter, honouring Retry-After; creates are not (`retry=False`),
+because a create that failed after it was sent may have committed: the executor
+re-reads the parent before it tries again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from .errors import FatalError
+
+T = TypeVar("T")
+CHUNK = 1 << 20
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class TransientError(Exception):
+    """A failure that may pass; after a write was sent, its outcome is unknown."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Rejected(Exception):
+    """The service refused the request; repeating it will not help."""
+
+
+class Interrupted(Exception):
+    """The run is stopping (Ctrl-C): no new request is started."""
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
+
+
+def _messages(response: requests.Response) -> str:
+    try:
+        return "; ".join(e["message"] for e in response.json()["errors"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200].strip() or response.reason
+
+
+class _Body:
+    """A file streamed in large chunks (constant memory), counting bytes as they go out."""
+
+    def __init__(self, path: Path, size: int, progress: Callable[[int], None], stop: threading.Event) -> None:
+        self._file = path.open("rb")
+        self._size = size
+        self._progress = progress
+        self._stop = stop
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, _amount: int = -1) -> bytes:
+        if self._stop.is_set():
+            raise Interrupted("interrupted during upload")
+        chunk = self._file.read(CHUNK)
+        self.sent += len(chunk)
+        self._progress(len(chunk))
+        return chunk
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Client:
+    """A Moveshelf GraphQL client: one `requests.Session` per thread, one backoff for all."""
+
+    def __init__(self, api_url: str, api_key: str, *, attempts: int = 6, max_wait: float = 60.0,
+                 timeout: tuple[float, float] = (10.0, 300.0), stop: threading.Event | None = None) -> None:
+        self.api_url = api_url
+        self._api_key = api_key
+        self._attempts = attempts
+        self._max_wait = max_wait
+        self._timeout = timeout
+        self.stop = stop or threading.Event()
+        self._local = threading.local()
+        self._pause_until = 0.0
+        self._pause_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Client({self.api_url!r})"
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    def _http(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stop.wait(max(0.0, seconds)):
+            raise Interrupted("interrupted while waiting to retry")
+
+    def _hold_back(self) -> None:
+        """Wait while the server has asked everyone to slow down (429 with Retry-After)."""
+        if self.stop.is_set():
+            raise Interrupted("interrupted")
+        self._sleep(self._pause_until - time.monotonic())
+
+    def _slow_down(self, seconds: float) -> None:
+        with self._pause_lock:
+            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = wait_exponential_jitter(initial=0.5, max=self._max_wait)(state)
+        error = state.outcome.exception() if state.outcome else None
+        after = getattr(error, "retry_after", None)
+        return backoff if after is None else max(after, 0.05)
+
+    def retrying(self, action: Callable[[], T]) -> T:
+        """Run `action`, retrying transient failures with backoff."""
+        for attempt in Retrying(stop=stop_after_attempt(self._attempts), wait=self._wait, sleep=self._sleep,
+                                retry=retry_if_exception_type(TransientError), reraise=True):
+            with attempt:
+                return action()
+        raise AssertionError("unreachable")
+
+    def _check(self, response: requests.Response, what: str) -> None:
+        if response.status_code in (401, 403) and what == "GraphQL":
+            raise FatalError(f"the server rejected the API key ({response.status_code}: {_messages(response)})",
+                             "check the key file named by mvshlf-config.json, or MOVESHELF_API_KEY")
+        if response.status_code in TRANSIENT_STATUS:
+            after = _retry_after(response)
+            if response.status_code == 429:
+                self._slow_down(after if after is not None else 1.0)
+            raise TransientError(f"{what} answered {response.status_code}: {_messages(response)}", after)
+        if response.status_code >= 400:
+            raise Rejected(f"{what} answered {response.status_code}: {_messages(response)}")
+
+    # -- GraphQL ---------------------------------------------------------------------------------------
+    def _post(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        self._hold_back()
+        try:
+            response = self._http().post(self.api_url, json={"query": query, "variables": variables},
+                                         headers={"Authorization": f"Bearer {self._api_key}"}, timeout=self._timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientError(f"no answer from {self.api_url}: {type(exc).__name__}") from None
+        self._check(response, "GraphQL")
+        try:
+            body = response.json()
+        except ValueError:
+            raise TransientError("the server's answer was cut off") from None
+        if body.get("errors"):
+            raise Rejected("; ".join(str(e.get("message")) for e in body["errors"]))
+        return body["data"]
+
+    def call(self, query: str, variables: dict[str, Any] | None = None, *, retry: bool = True) -> dict[str, Any]:
+        """One GraphQL operation; with retry=False a transient failure is raised for the caller to reconcile."""
+        variables = variables or {}
+        return self.retrying(lambda: self._post(query, variables)) if retry else self._post(query, variables)
+
+    # -- storage -----------------------------------------------------------------------------------------
+    def upload(self, url: str, path: Path, size: int, crc32c: str, progress: Callable[[int], None]) -> None:
+        """PUT a file to a signed URL, streamed; repeated on transient failure (same URL, same bytes)."""
+
+        def put() -> None:
+            self._hold_back()
+            body = _Body(path, size, progress, self.stop)
+            try:
+                response = self._http().put(url, data=body, timeout=self._timeout, headers={
+                    "Content-Type": "application/octet-stream", "x-goog-hash": f"crc32c={crc32c}"})
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TransientError(f"upload interrupted: {type(exc).__name__}") from None
+            finally:
+                body.close()
+                progress(-body.sent)
+            self._check(response, "storage")
+            progress(size)
+
+        self.retrying(put)
+
+    def object_hash(self, url: str) -> tuple[str, int] | None:
+        """(crc32c, size) of a stored object from a one-byte ranged GET, or None if storage does not say."""
+
+        def head() -> requests.Response:
+            self._hold_back()
+            try:
+                response = self._http().get(url, headers={"Range": "bytes=0-0"}, timeout=self._timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TransientError(f"no answer from storage: {type(exc).__name__}") from None
+            self._check(response, "storage")
+            return response
+
+        try:
+            response = self.retrying(head)
+        except Rejected:
+            return None
+        hashes = dict(part.strip().partition("=")[::2] for part in response.headers.get("x-goog-hash", "").split(","))
+        size = response.headers.get("x-goog-stored-content-length")
+        return (hashes["crc32c"], int(size)) if hashes.get("crc32c") and size and size.isdigit() else None

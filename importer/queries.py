@@ -1,0 +1,58 @@
+"""The GraphQL documents the importer sends: the same operations the official client uses."""
+
+from __future__ import annotations
+
+PROJECTS = "query { viewer { projects { id name } } }"
+
+SUBJECT_LIST = """query subjects($projectId: ID!) {
+  node(id: $projectId) { ... on Project { id patientsList { id name externalId } } } }"""
+
+SUBJECT_TREE_FRAGMENT = """fragment subjectTree on Patient {
+  id name metadata
+  sessions { id projectPath date metadata
+    clips { id title projectPath customOptions
+      additionalData { id dataType uploadStatus originalFileName originalDataDownloadUri } } } }"""
+
+
+def subject_trees(count: int) -> str:
+    """One request reading `count` subjects' whole trees, aliased s0, s1, ..."""
+    variables = ", ".join(f"$s{i}: ID!" for i in range(count))
+    fields = " ".join(f"s{i}: node(id: $s{i}) {{ ...subjectTree }}" for i in range(count))
+    return f"query subjectTrees({variables}) {{ {fields} }}\n{SUBJECT_TREE_FRAGMENT}"
+
+
+SESSIONS_OF_SUBJECT = """query sessions($id: ID!) {
+  node(id: $id) { ... on Patient { sessions { id projectPath } } } }"""
+
+CLIPS_OF_SESSION = """query clips($id: ID!) {
+  node(id: $id) { ... on Session { clips { id title projectPath } } } }"""
+
+DATA_OF_CLIP = """query data($id: ID!) {
+  node(id: $id) { ... on MocapClip { additionalData { id originalFileName uploadStatus } } } }"""
+
+CREATE_SUBJECT = """mutation createPatient($projectId: String!, $name: String!) {
+  createPatient(projectId: $projectId, name: $name) { patient { id name } } }"""
+
+UPDATE_SUBJECT = """mutation updatePatient($patientId: ID!, $metadata: JSONString) {
+  updatePatient(patientId: $patientId, metadata: $metadata) { updated } }"""
+
+CREATE_SESSION = """mutation createSession($projectId: String!, $projectPath: String!, $patientId: ID!,
+    $sessionDate: String) {
+  createSession(projectId: $projectId, projectPath: $projectPath, patientId: $patientId, sessionDate: $sessionDate) {
+    session { id projectPath } } }"""
+
+UPDATE_SESSION = """mutation updateSession($sessionId: ID!, $sessionName: String!, $sessionMetadata: JSONString,
+    $sessionDate: String) {
+  updateSession(sessionId: $sessionId, sessionName: $sessionName, sessionMetadata: $sessionMetadata,
+    sessionDate: $sessionDate) { updated } }"""
+
+CREATE_TRIALS = """mutation createClips($input: ClipCreationInput!) {
+  createClips(input: $input) { response { clientId mocapClip { id } } } }"""
+
+UPDATE_TRIAL = """mutation updateClip($input: UpdateClipInput!) {
+  updateClip(clipData: $input) { clip { id } } }"""
+
+CREATE_DATA = """mutation createAdditionalData($input: CreateAdditionalDataInput) {
+  createAdditionalData(input: $input) { uploadUrl data { id uploadStatus } } }"""
+
+DELETE_DATA = """mutation deleteAdditionalData($id: ID!) { deleteAdditionalData(id: $id) { ok } }"""

@@ -1,0 +1,129 @@
+"""Reading the server into the actual tree: the project, its subject list, matched subjects' trees.
+
+One request lists the subjects; then each matched subject's whole tree (sessions, trials,
+files with upload status) is read in one query, several subjects per request (aliases),
+several requests at once. Never a query per trial or per file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from . import queries
+from .client import Client, TransientError
+from .config import unreachable
+from .errors import FatalError
+from .journal import Journal
+from .model import COMPLETE, DataFile, LocalTree, Session, Subject, Tree, Trial, key
+from .plan import Facts, match_subject
+
+SUBJECTS_PER_REQUEST = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    name: str
+
+
+def find_project(client: Client, name: str) -> Project:
+    """The project by name, or a fatal error listing the ones the key can see."""
+    try:
+        projects = client.call(queries.PROJECTS)["viewer"]["projects"]
+    except (TransientError, requests.RequestException) as exc:
+        raise unreachable(client.api_url, str(exc)) from None
+    for project in projects:
+        if project["name"] == name:
+            return Project(project["id"], project["name"])
+    visible = ", ".join(sorted(p["name"] for p in projects)) or "none"
+    raise FatalError(f"project {name!r} is not visible with this API key (visible: {visible})",
+                     "pass --project with one of the names above, exactly as written")
+
+
+def _loads(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _trial(clip: dict, session_path: str) -> Trial | None:
+    path = clip.get("projectPath") or ""
+    if not path.startswith(session_path) or len(path) == len(session_path):
+        return None
+    files = tuple(DataFile(name=d.get("originalFileName") or "", data_type=d.get("dataType") or "raw",
+                           remote_id=d["id"], upload_status=d.get("uploadStatus"),
+                           download_uri=d.get("originalDataDownloadUri")) for d in clip.get("additionalData") or [])
+    return Trial(name=clip.get("title") or "", condition=path[len(session_path):].strip("/"), files=files,
+                 remote_id=clip["id"], custom_options=_loads(clip.get("customOptions")))
+
+
+def _session(node: dict) -> Session:
+    path = node["projectPath"]
+    stored = _loads(node.get("metadata")) or {}
+    trials = (_trial(c, path) for c in node.get("clips") or [])
+    return Session(name=path.strip("/").split("/")[-1], date=(node.get("date") or "")[:10] or None,
+                   metadata=stored.get("metadata") or {}, stored_metadata=stored, remote_id=node["id"],
+                   remote_path=path, trials=tuple(t for t in trials if t))
+
+
+def subject_from_node(node: dict) -> Subject:
+    metadata = _loads(node.get("metadata")) or {}
+    return Subject(name=node["name"], mrn=metadata.get("ehr-id") or None, metadata=metadata, remote_id=node["id"],
+                   sessions=tuple(_session(s) for s in node.get("sessions") or []))
+
+
+def _read_trees(client: Client, ids: list[str], jobs: int) -> dict[str, Subject]:
+    batches = [ids[i:i + SUBJECTS_PER_REQUEST] for i in range(0, len(ids), SUBJECTS_PER_REQUEST)]
+
+    def read(batch: list[str]) -> list[Subject]:
+        data = client.call(queries.subject_trees(len(batch)), {f"s{i}": s for i, s in enumerate(batch)})
+        return [subject_from_node(data[f"s{i}"]) for i in range(len(batch)) if data.get(f"s{i}")]
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return {s.remote_id: s for batch in pool.map(read, batches) for s in batch}
+
+
+def read_state(client: Client, project: Project, desired: Tree, jobs: int = 8) -> Tree:
+    """The actual tree: every subject of the project, with whole trees for those the folders match."""
+    listing = client.call(queries.SUBJECT_LIST, {"projectId": project.id})["node"]["patientsList"]
+    light = tuple(Subject(name=p["name"], mrn=p.get("externalId") or None, remote_id=p["id"]) for p in listing)
+    matched = {m.remote_id for m in (match_subject(s, light)[0] for s in desired.subjects) if m}
+    trees = _read_trees(client, [s.remote_id for s in light if s.remote_id in matched], jobs)
+    return Tree(tuple(trees.get(s.remote_id, s) for s in light))
+
+
+def _compared_files(local: LocalTree, actual: Tree) -> Iterable[DataFile]:
+    """Complete server files that have a local counterpart by session, condition, trial and name."""
+    wanted = {(key(se.name), key(t.condition), key(t.name), key(f.name))
+              for s in local.tree.subjects for se in s.sessions for t in se.trials for f in t.files}
+    for subject in actual.subjects:
+        for session in subject.sessions:
+            for trial in session.trials:
+                for file in trial.files:
+                    if file.upload_status == COMPLETE and (key(session.name), key(trial.condition),
+                                                           key(trial.name), key(file.name)) in wanted:
+                        yield file
+
+
+def gather_facts(client: Client, journal: Journal, local: LocalTree, actual: Tree, jobs: int = 8) -> Facts:
+    """What each compared server file holds: from the journal, else from storage's whole-object hash."""
+    files = list(_compared_files(local, actual))
+    facts: Facts = journal.content([f.remote_id for f in files])
+    unknown = [f for f in files if f.remote_id not in facts and f.download_uri]
+
+    def probe(file: DataFile) -> None:
+        found = client.object_hash(file.download_uri)
+        if found:
+            journal.record_content(file.remote_id, found[0], found[1])
+            facts[file.remote_id] = found
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(probe, unknown))
+    return facts
