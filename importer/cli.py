@@ -64,7 +64,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(paths=tuple(args.paths), project=getattr(args, "project", None),
                     config=getattr(args, "config", None), state_dir=getattr(args, "state_dir", None),
                     on_conflict=ConflictPolicy(getattr(args, "on_conflict", "skip")), jobs=getattr(args, "jobs", 8),
-                    verify=getattr(args, "verify", False), scan=ScanOptions(args.layout, types))
+                    verify=getattr(args, "verify", False), attempts=getattr(args, "attempts", 6),
+                    scan=ScanOptions(args.layout, types))
 
 
 def _setup_logging(quiet: bool, log_file: Path | None) -> None:
@@ -157,6 +158,8 @@ def _add_server_options(command: argparse.ArgumentParser) -> None:
                               "(upload, then delete the old record) or fail (write nothing) (default: skip)")
     command.add_argument("--jobs", type=int, default=8, metavar="N",
                          help="requests and uploads at once (default: %(default)s)")
+    command.add_argument("--attempts", type=int, default=6, metavar="N",
+                         help="tries per request before a step counts as failed (default: %(default)s)")
     command.add_argument("--state-dir", type=Path, metavar="DIR",
                          help="where the journal and lock live (default: the user state folder)")
     command.add_argument("--verify", action="store_true", help="re-read every local file instead of trusting "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from .errors import FatalError
 
@@ -121,7 +121,7 @@ class Client:
             self._pause_until = max(self._pause_until, time.monotonic() + seconds)
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(initial=0.5, max=self._max_wait)(state)
+        backoff = wait_random_exponential(multiplier=0.5, max=self._max_wait)(state)
         error = state.outcome.exception() if state.outcome else None
         after = getattr(error, "retry_after", None)
         return backoff if after is None else max(after, 0.05)

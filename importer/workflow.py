@@ -41,6 +41,7 @@ class Settings:
     on_conflict: ConflictPolicy = ConflictPolicy.SKIP
     jobs: int = 8
     verify: bool = False
+    attempts: int = 6
     scan: ScanOptions = field(default_factory=ScanOptions)
 
 
@@ -62,7 +63,7 @@ def validate(settings: Settings) -> LocalTree:
 @contextmanager
 def connect(settings: Settings) -> Iterator[Context]:
     connection = load_connection(settings.config)
-    client = Client(connection.api_url, connection.api_key)
+    client = Client(connection.api_url, connection.api_key, attempts=settings.attempts)
     project = find_project(client, project_name(settings.project))
     folder = state_dir(settings.state_dir, connection.api_url, project.name)
     journal = Journal(folder / "journal.sqlite3")

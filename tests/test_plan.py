@@ -1,0 +1,129 @@
+"""The planner as a pure function: trees in, steps out; its JSON round-trips; its text view is pinned."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from importer.model import DataFile, LocalTree, Session, Subject, Tree, Trial, Unmapped
+from importer.plan import Action, ConflictPolicy, diff, from_json, to_json
+from importer.render import plan_text
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def local_file(name: str, crc: str = "AAAAAA==", size: int = 10) -> DataFile:
+    return DataFile(name=name, data_type="raw", source=f"/lab/{name}", client_id=f"S/{name}", size=size, crc32c=crc)
+
+
+def remote_file(name: str, data_id: str, status: str = "Complete") -> DataFile:
+    return DataFile(name=name, data_type="raw", remote_id=data_id, upload_status=status)
+
+
+def desired(*files: DataFile, side: str | None = None, mrn: str | None = "42", name: str = "Ann") -> LocalTree:
+    trial = Trial("Walk01", "Barefoot", files, side=side)
+    session = Session("2025-01-02", date="2025-01-02", metadata={"type": "Gait"}, trials=(trial,))
+    subject = Subject(name, mrn=mrn, metadata={"ehr-id": mrn, "first": "A"} if mrn else {}, sessions=(session,))
+    return LocalTree(Tree((subject,)), roots=("/lab",), unmapped=(Unmapped("Ann/x/notes.txt", "unclaimed"),))
+
+
+def actual(*files: DataFile, name: str = "Ann", options: dict | None = None) -> Tree:
+    trial = Trial("Walk01", "Barefoot", files, remote_id="T1", custom_options=options)
+    session = Session("2025-01-02", date="2025-01-02", metadata={"type": "Gait"}, remote_id="SE1",
+                      remote_path=f"/{name}/2025-01-02/", stored_metadata={"metadata": {"type": "Gait"}}, trials=(trial,))
+    return Tree((Subject(name, mrn="42", metadata={"ehr-id": "42", "first": "A"}, sessions=(session,),
+                         remote_id="P1"),))
+
+
+def test_everything_new_is_created_in_dependency_order():
+    plan = diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p")
+    assert [(s.action, s.target, s.depends_on) for s in plan.steps] == [
+        (Action.CREATE_SUBJECT, "/Ann", ()),
+        (Action.UPDATE_SUBJECT_METADATA, "/Ann", ("create_subject:/Ann",)),
+        (Action.CREATE_SESSION, "/Ann/2025-01-02", ("create_subject:/Ann",)),
+        (Action.UPDATE_SESSION_METADATA, "/Ann/2025-01-02", ("create_session:/Ann/2025-01-02",)),
+        (Action.CREATE_TRIAL, "/Ann/2025-01-02/Barefoot/Walk01", ("create_session:/Ann/2025-01-02",)),
+        (Action.UPLOAD_FILE, "/Ann/2025-01-02/Barefoot/Walk01/Walk01.c3d", ("create_trial:/Ann/2025-01-02/Barefoot/Walk01",)),
+        (Action.UPDATE_TRIAL_METADATA, "/Ann/2025-01-02/Barefoot/Walk01",
+         ("create_trial:/Ann/2025-01-02/Barefoot/Walk01", "upload_file:/Ann/2025-01-02/Barefoot/Walk01/Walk01.c3d")),
+    ]
+    assert plan.steps[4].detail["project_path"] == "/Ann/2025-01-02/Barefoot"
+    assert plan.summary["changes"] == 7 and plan.summary["bytes_to_upload"] == 10
+
+
+def test_matching_server_makes_no_steps():
+    plan = diff(desired(local_file("Walk01.c3d", "crc1")), actual(remote_file("Walk01.c3d", "D1")),
+                {"D1": ("crc1", 10)}, "org/p")
+    assert plan.steps == () and plan.ids["/Ann/2025-01-02/Barefoot/Walk01/Walk01.c3d"] == "D1"
+
+
+def test_subject_matched_by_mrn_keeps_the_server_name():
+    plan = diff(desired(local_file("Walk01.c3d", "crc1"), name="Ann Folder"), actual(remote_file("Walk01.c3d", "D1")),
+                {"D1": ("crc1", 10)}, "org/p")
+    assert plan.steps == ()
+    assert "matched by MRN '42'" in plan.warnings[0]
+
+
+def test_new_session_of_a_renamed_subject_uses_the_server_path():
+    local = desired(local_file("Walk01.c3d"), name="Ann Folder")
+    server = Tree((Subject("Ann", mrn="42", metadata={"ehr-id": "42", "first": "A"}, remote_id="P1"),))
+    create = next(s for s in diff(local, server, {}, "org/p").steps if s.action is Action.CREATE_SESSION)
+    assert create.detail["project_path"] == "/Ann/2025-01-02/" and create.depends_on == ()
+
+
+@pytest.mark.parametrize(("server", "reason"), [
+    ((Subject("Ann", mrn="7", remote_id="P1"),), "has MRN '7'"),
+    ((Subject("X", mrn="42", remote_id="P1"), Subject("Y", mrn="42", remote_id="P2")), "2 subjects on the server"),
+])
+def test_ambiguous_subjects_are_conflicts_never_guesses(server, reason):
+    plan = diff(desired(local_file("Walk01.c3d")), Tree(server), {}, "org/p")
+    assert plan.steps == () and reason in plan.conflicts[0]["reason"]
+
+
+@pytest.mark.parametrize(("policy", "actions", "conflicts"), [
+    (ConflictPolicy.SKIP, [], 1), (ConflictPolicy.FAIL, [], 1), (ConflictPolicy.REPLACE, [Action.REPLACE_FILE], 0)])
+def test_changed_file_follows_the_conflict_policy(policy, actions, conflicts):
+    plan = diff(desired(local_file("Walk01.c3d", "new")), actual(remote_file("Walk01.c3d", "D1")),
+                {"D1": ("old", 10)}, "org/p", policy)
+    assert [s.action for s in plan.steps] == actions and len(plan.conflicts) == conflicts
+    if actions:
+        assert plan.steps[0].detail["replaces"] == ["D1"]
+
+
+def test_unknown_server_content_is_a_conflict_and_a_stale_record_is_replaced():
+    unknown = diff(desired(local_file("Walk01.c3d")), actual(remote_file("Walk01.c3d", "D1")), {}, "org/p")
+    assert "cannot be compared" in unknown.conflicts[0]["reason"]
+    stale = diff(desired(local_file("Walk01.c3d")), actual(remote_file("Walk01.c3d", "D1", "Processing")), {}, "org/p")
+    assert [(s.action, s.detail["replaces"]) for s in stale.steps] == [(Action.REPLACE_FILE, ["D1"])]
+
+
+def test_trial_options_step_only_when_they_differ():
+    files = (remote_file("Walk01.c3d", "D1"),)
+    wanted = {"trialTemplate": {"sideAdditionalData": {"D1": "left"}}}
+    same = diff(desired(local_file("Walk01.c3d", "c"), side="left"), actual(*files, options=wanted),
+                {"D1": ("c", 10)}, "org/p")
+    assert same.steps == ()
+    other = diff(desired(local_file("Walk01.c3d", "c"), side="right"), actual(*files, options=wanted),
+                 {"D1": ("c", 10)}, "org/p")
+    assert [s.action for s in other.steps] == [Action.UPDATE_TRIAL_METADATA]
+
+
+def test_json_round_trips_and_is_valid():
+    plan = diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p")
+    document = to_json(plan)
+    schema = json.loads(resources.files("importer").joinpath("schemas/plan.schema.json").read_text())
+    jsonschema.validate(document, schema)
+    assert from_json(json.loads(json.dumps(document))) == plan
+    assert document["summary"]["changes"] == len(document["steps"])
+
+
+def test_text_view_is_pinned():
+    plan = diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p")
+    text = plan_text(plan)
+    golden = GOLDEN / "plan.txt"
+    assert text == golden.read_text(), "the text view changed; if on purpose, update tests/golden/plan.txt"
+    assert plan_text(from_json(to_json(plan))) == text
