@@ -74,7 +74,7 @@ def _message(error: jsonschema.ValidationError) -> str:
     """A schema error said the way a data manager can act on."""
     if error.validator in ("format", "pattern") and error.schema.get("format") == "date":
         return f"{error.instance!r} is not a valid date; use YYYY-MM-DD, e.g. 2025-09-05"
-    if error.validator == "anyOf" and "optionalDate" in json.dumps(error.schema):
+    if error.validator == "anyOf" and {"const": ""} in error.schema.get("anyOf", []):
         return f"{error.instance!r} is not a valid date; use YYYY-MM-DD or an empty string"
     if error.validator == "oneOf":
         return (f"{json.dumps(error.instance)[:60]} is not a metadata value; use a string, a list of "
@@ -109,6 +109,12 @@ def check(document: Any, file: str) -> list[Problem]:
                                         f"trial {trial!r} is already declared in condition {declared[trial]!r}; "
                                         "a trial belongs to one condition"))
             declared.setdefault(trial, condition)
+    for section in ("subjectMetadata", "sessionMetadata"):
+        for name, value in document.get(section, {}).items():
+            contexts = [e.get("context") for e in value if "context" in e] if isinstance(value, list) else []
+            for repeated in sorted({c for c in contexts if contexts.count(c) > 1}):
+                problems.append(Problem(file, f"$.{section}.{name}", f"context {repeated!r} appears more than once; "
+                                        "give each context one value"))
     if conditions is not None:
         for section in ("representativeTrials", "trialSideSelection"):
             for trial in document.get(section, {}):

@@ -235,6 +235,11 @@ INVALID = [
      "$.conditionDefinition.O[2]: trial 'Walk07' has no file"),
     ("Subject02/2025-05-20", '{"conditionDefinition": {"O": ["Walk01"], "P": ["Walk01", "Walk02"]}}',
      "$.conditionDefinition.P[0]: trial 'Walk01' is already declared"),
+    ("Subject02/2025-05-20", '{"sessionMetadata": {"leg": [{"value": "1", "context": "left"}, {"value": "2", '
+     '"context": "left"}]}, "conditionDefinition": {"O": ["Walk01", "Walk02"]}}',
+     "$.sessionMetadata.leg: context 'left' appears more than once"),
+    ("Subject02/2025-05-20", '{"subjectMetadata": {"subject-date-of-birth": "17-04-2012"}, "conditionDefinition": '
+     '{"O": ["Walk01", "Walk02"]}}', "$.subjectMetadata.subject-date-of-birth: '17-04-2012' is not a valid date"),
 ]
 
 

@@ -13,7 +13,7 @@ from importer.metadata import merge, merge_subject, session_change, subject_chan
 KEYS = st.sampled_from(["a", "b", "c", "leg"])
 TEXT = st.sampled_from(["", "x", "y"])
 ENTRY = st.fixed_dictionaries({"value": TEXT, "context": st.sampled_from(["left", "right"])})
-VALUE = st.one_of(TEXT, st.lists(ENTRY, max_size=2), st.fixed_dictionaries({"value": st.sampled_from(["", [], "v"])}))
+VALUE = st.one_of(TEXT, st.lists(ENTRY, max_size=2, unique_by=lambda e: e["context"]), st.fixed_dictionaries({"value": st.sampled_from(["", [], "v"])}))
 METADATA = st.dictionaries(KEYS, VALUE, max_size=4)
 
 
