@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
@@ -86,6 +87,11 @@ def _message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+def json_path(parts: Iterable[str | int]) -> str:
+    """`$.sessionMetadata.vicon-leg-length[1]`: the path a reader can follow by eye."""
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
 def valid_date(text: str) -> bool:
     try:
         date.fromisoformat(text)
@@ -96,7 +102,7 @@ def valid_date(text: str) -> bool:
 
 def check(document: Any, file: str) -> list[Problem]:
     """Schema violations and cross-check failures of one parsed config."""
-    problems = [Problem(file, e.json_path, _message(e))
+    problems = [Problem(file, json_path(e.absolute_path), _message(e))
                 for e in sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))]
     if problems or not isinstance(document, dict):
         return problems
