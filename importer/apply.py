@@ -28,7 +28,9 @@ from .plan import Action, Plan, Step, trial_options
 from .remote import Project
 
 T = TypeVar("T")
-TRIALS_PER_REQUEST = 50
+BATCH_SIZE = 50
+BATCHED = {Action.CREATE_TRIAL: "trials", Action.UPLOAD_FILE: "files", Action.REPLACE_FILE: "files",
+           Action.UPDATE_TRIAL_METADATA: "options"}  # steps of one kind and session that share a request
 
 
 class Status(enum.Enum):
@@ -39,12 +41,25 @@ class Status(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one step of a batch went: no error means applied."""
+
+    error: str | None = None
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class StepResult:
     step: Step
     status: Status
     error: str | None = None
     bytes: int = 0
     seconds: float = 0.0
+
+
+def session_of(target: str) -> str:
+    """The session a trial's or a file's target lies in."""
+    return "/" + "/".join(target.strip("/").split("/")[:2])
 
 
 def parent(target: str) -> str:
@@ -90,7 +105,8 @@ class Executor:
         ready = deque(s for s in self.plan.steps if not waiting[s.id])
         results: dict[str, StepResult] = {}
         running: dict[Future, list[Step]] = {}
-        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="apply") as pool:
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="apply") as pool, \
+                ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="upload") as self._uploads:
             while ready or running:
                 while ready and len(running) < self.jobs and not self.client.stop.is_set():
                     batch = self._take_batch(ready)
@@ -134,39 +150,38 @@ class Executor:
 
     @staticmethod
     def _take_batch(ready: deque[Step]) -> list[Step]:
-        """The next step, with the other ready new trials of the same session (one createClips)."""
+        """The next step, with the other ready steps that can share its request (same kind, same session)."""
         first = ready.popleft()
-        if first.action is not Action.CREATE_TRIAL:
+        kind = BATCHED.get(first.action)
+        if kind is None:
             return [first]
-        siblings = [s for s in ready if s.action is Action.CREATE_TRIAL and parent(s.target) == parent(first.target)]
-        batch = [first, *siblings[:TRIALS_PER_REQUEST - 1]]
+        session = session_of(first.target)
+        siblings = [s for s in ready if BATCHED.get(s.action) == kind and session_of(s.target) == session]
+        batch = [first, *siblings[:BATCH_SIZE - 1]]
         for step in batch[1:]:
             ready.remove(step)
         return batch
 
     def _run_batch(self, batch: list[Step]) -> list[StepResult]:
+        """Apply a batch; every step gets a result, whatever happens."""
         started = time.monotonic()
-        sent = 0
+        if self.fatal or self.client.stop.is_set():
+            return [StepResult(s, Status.NOT_ATTEMPTED) for s in batch]
         try:
-            if self.fatal or self.client.stop.is_set():
-                return [StepResult(s, Status.NOT_ATTEMPTED) for s in batch]
-            if batch[0].action is Action.CREATE_TRIAL:
-                self._create_trials(batch)
-            else:
-                sent = self._apply(batch[0])
-            status, error = Status.APPLIED, None
+            outcomes = self._dispatch(batch)
         except Interrupted:
-            status, error = Status.FAILED, "interrupted"
+            outcomes = dict.fromkeys((s.id for s in batch), Outcome("interrupted"))
         except FatalError as exc:
             self.fatal = exc
             self.client.stop.set()
-            status, error = Status.FAILED, str(exc)
+            outcomes = dict.fromkeys((s.id for s in batch), Outcome(str(exc)))
         except (Rejected, TransientError, OSError) as exc:
-            status, error = Status.FAILED, str(exc)
+            outcomes = dict.fromkeys((s.id for s in batch), Outcome(str(exc)))
         except Exception as exc:  # noqa: BLE001 - one step's bug must not lose the outcomes of the others
-            status, error = Status.FAILED, f"unexpected {type(exc).__name__}: {exc}"
+            outcomes = dict.fromkeys((s.id for s in batch), Outcome(f"unexpected {type(exc).__name__}: {exc}"))
         seconds = round(time.monotonic() - started, 3)
-        return [StepResult(s, status, error, sent, seconds) for s in batch]
+        return [StepResult(s, Status.FAILED if o.error else Status.APPLIED, o.error, o.bytes, seconds)
+                for s, o in ((s, outcomes.get(s.id, Outcome())) for s in batch)]
 
     # -- creates with reconciliation ------------------------------------------------------------------------
     def _create_once(self, create: Callable[[], T], find: Callable[[], T | None]) -> T:
@@ -239,29 +254,63 @@ class Executor:
         self._create_once(create, find)
 
     # -- files ------------------------------------------------------------------------------------------------
-    def _upload(self, step: Step) -> int:
-        detail = step.detail
-        trial_id = self._id(parent(step.target))
-        source = Path(detail["source"])
-        if source.stat().st_size != detail["size"]:
-            raise Rejected(f"{source} changed since it was planned (size); plan again")
-        replaced = set(detail.get("replaces", []))
-        orphans: set[str] = set()
+    def _upload_files(self, steps: list[Step]) -> dict[str, Outcome]:
+        """Create the records of a session's new files in one request, then upload them side by side."""
+        outcomes: dict[str, Outcome] = {}
+        pending = []
+        for step in steps:
+            if Path(step.detail["source"]).stat().st_size != step.detail["size"]:
+                outcomes[step.id] = Outcome(f"{step.detail['source']} changed since it was planned; plan again")
+            else:
+                pending.append(step)
+        created: dict[str, dict] = {}
+        orphans: set[tuple[str, str, str]] = set()  # (trial id, file name, data id) of unanswered creates
+        session_id = self._id(session_of(steps[0].target))
 
         def find() -> None:
-            records = self.client.call(queries.DATA_OF_CLIP, {"id": trial_id})["node"]["additionalData"]
-            orphans.update(r["id"] for r in records if key(r["originalFileName"] or "") == key(detail["name"])
-                           and r["uploadStatus"] != COMPLETE and r["id"] not in replaced)
+            wanted = {(self._id(parent(s.target)), key(s.detail["name"])) for s in pending}
+            replaced = {r for s in pending for r in s.detail.get("replaces", [])}
+            for clip in self.client.call(queries.FILES_OF_SESSION, {"id": session_id})["node"]["clips"]:
+                orphans.update((clip["id"], key(d["originalFileName"] or ""), d["id"]) for d in clip["additionalData"]
+                               if (clip["id"], key(d["originalFileName"] or "")) in wanted
+                               and d["uploadStatus"] != COMPLETE and d["id"] not in replaced)
 
-        created = self._create_once(lambda: self.client.call(queries.CREATE_DATA, {"input": {
-            "clipId": trial_id, "dataType": detail["data_type"], "crc32c": detail["crc32c"],
-            "filename": detail["name"], "clientId": detail["client_id"]}}, retry=False)["createAdditionalData"], find)
-        data_id = created["data"]["id"]
-        self.journal.record_content(data_id, detail["crc32c"], detail["size"], step.target)
-        self.client.upload(created["uploadUrl"], source, detail["size"], detail["crc32c"], self.on_bytes)
+        def create() -> bool:
+            todo = [s for s in pending if s.id not in created and s.id not in outcomes]
+            if not todo:
+                return True
+            inputs = {f"a{i}": {"clipId": self._id(parent(s.target)), "dataType": s.detail["data_type"],
+                                "crc32c": s.detail["crc32c"], "filename": s.detail["name"],
+                                "clientId": s.detail["client_id"]} for i, s in enumerate(todo)}
+            data, errors = self.client.call_aliased(queries.create_files(len(todo)), inputs, retry=False)
+            for i, step in enumerate(todo):
+                if data.get(f"a{i}"):
+                    created[step.id] = data[f"a{i}"]
+                    self.journal.record_content(data[f"a{i}"]["data"]["id"], step.detail["crc32c"],
+                                                step.detail["size"], step.target)
+                else:
+                    outcomes[step.id] = Outcome(errors.get(f"a{i}", "not created"))
+            return True
+
+        self._create_once(create, find)
+        uploads = {s.id: self._uploads.submit(self._put, s, created[s.id], orphans) for s in pending if s.id in created}
+        for step_id, future in uploads.items():
+            try:
+                outcomes[step_id] = Outcome(bytes=future.result())
+            except (Rejected, TransientError, OSError, Interrupted) as exc:
+                outcomes[step_id] = Outcome(str(exc) or type(exc).__name__)
+        return outcomes
+
+    def _put(self, step: Step, created: dict, orphans: set[tuple[str, str, str]]) -> int:
+        """Upload one file to its new record; then remove the records it replaces."""
+        detail, data_id = step.detail, created["data"]["id"]
+        self.client.upload(created["uploadUrl"], Path(detail["source"]), detail["size"], detail["crc32c"],
+                           self.on_bytes)
         self._set_id(step.target, data_id)
-        for stale in sorted(replaced | (orphans - {data_id})):
-            self._delete_data(stale)
+        trial_id = self._id(parent(step.target))
+        stale = set(detail.get("replaces", [])) | {o[2] for o in orphans if o[:2] == (trial_id, key(detail["name"]))}
+        for old in sorted(stale - {data_id}):
+            self._delete_data(old)
         return int(detail["size"])
 
     def _delete_data(self, data_id: str) -> None:
@@ -271,10 +320,24 @@ class Executor:
             if "does not exist" not in str(exc):
                 raise
 
+    def _update_trials(self, steps: list[Step]) -> dict[str, Outcome]:
+        """Set title and trial template of a session's trials in one request."""
+        inputs = {}
+        for i, step in enumerate(steps):
+            detail = step.detail
+            with self._ids_lock:
+                file_ids = [self.ids[t] for t in detail["side_files"] if t in self.ids]
+            options = trial_options(detail.get("base_options"), detail.get("side"),
+                                    tuple(detail.get("representative", [])), file_ids)
+            inputs[f"a{i}"] = {"id": self._id(step.target), "metadata": {"title": detail["title"]},
+                               "customOptions": json.dumps(options)}
+        _, errors = self.client.call_aliased(queries.update_trials(len(steps)), inputs)
+        return {s.id: Outcome(errors.get(f"a{i}")) for i, s in enumerate(steps)}
+
     # -- the step table -----------------------------------------------------------------------------------------
-    def _apply(self, step: Step) -> int:
-        """Carry out one step; the bytes it uploaded."""
-        detail: dict[str, Any] = step.detail
+    def _dispatch(self, batch: list[Step]) -> dict[str, Outcome]:
+        """Carry out a batch of steps of one kind; each step's outcome."""
+        step, detail = batch[0], batch[0].detail
         match step.action:
             case Action.CREATE_SUBJECT:
                 self._create_subject(step)
@@ -288,18 +351,12 @@ class Executor:
                     "sessionId": self._id(step.target), "sessionName": detail["name"],
                     "sessionMetadata": json.dumps(detail["stored"]), "sessionDate": detail.get("date")})
             case Action.CREATE_TRIAL:
-                self._create_trials([step])
+                self._create_trials(batch)
             case Action.UPLOAD_FILE | Action.REPLACE_FILE:
-                return self._upload(step)
+                return self._upload_files(batch)
             case Action.UPDATE_TRIAL_METADATA:
-                with self._ids_lock:
-                    file_ids = [self.ids[t] for t in detail["side_files"] if t in self.ids]
-                options = trial_options(detail.get("base_options"), detail.get("side"),
-                                        tuple(detail.get("representative", [])), file_ids)
-                self.client.call(queries.UPDATE_TRIAL, {"input": {
-                    "id": self._id(step.target), "metadata": {"title": detail["title"]},
-                    "customOptions": json.dumps(options)}})
-        return 0
+                return self._update_trials(batch)
+        return {s.id: Outcome() for s in batch}
 
 
 def report(plan: Plan, results: list[StepResult], started: float, finished: float,

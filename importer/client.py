@@ -148,6 +148,7 @@ class Client:
 
     # -- GraphQL ---------------------------------------------------------------------------------------
     def _post(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """The whole answer, `data` and `errors`, of one GraphQL request."""
         self._hold_back()
         try:
             response = self._http().post(self.api_url, json={"query": query, "variables": variables},
@@ -156,17 +157,32 @@ class Client:
             raise TransientError(f"no answer from {self.api_url}: {type(exc).__name__}") from None
         self._check(response, "GraphQL")
         try:
-            body = response.json()
+            return response.json()
         except ValueError:
             raise TransientError("the server's answer was cut off") from None
+
+    def _send(self, query: str, variables: dict[str, Any] | None, retry: bool) -> dict[str, Any]:
+        variables = variables or {}
+        return self.retrying(lambda: self._post(query, variables)) if retry else self._post(query, variables)
+
+    def call(self, query: str, variables: dict[str, Any] | None = None, *, retry: bool = True) -> dict[str, Any]:
+        """One GraphQL operation; with retry=False a transient failure is raised for the caller to reconcile."""
+        body = self._send(query, variables, retry)
         if body.get("errors"):
             raise Rejected("; ".join(str(e.get("message")) for e in body["errors"]))
         return body["data"]
 
-    def call(self, query: str, variables: dict[str, Any] | None = None, *, retry: bool = True) -> dict[str, Any]:
-        """One GraphQL operation; with retry=False a transient failure is raised for the caller to reconcile."""
-        variables = variables or {}
-        return self.retrying(lambda: self._post(query, variables)) if retry else self._post(query, variables)
+    def call_aliased(self, query: str, variables: dict[str, Any], *, retry: bool = True
+                     ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Several aliased operations in one request: the data, and the error of each alias that failed."""
+        body = self._send(query, variables, retry)
+        errors: dict[str, str] = {}
+        for error in body.get("errors") or []:
+            alias = (error.get("path") or ["(request)"])[0]
+            errors[str(alias)] = "; ".join(filter(None, [errors.get(str(alias)), str(error.get("message"))]))
+        if "(request)" in errors or body.get("data") is None:
+            raise Rejected(errors.get("(request)") or "; ".join(errors.values()) or "no data in the answer")
+        return body["data"], errors
 
     # -- storage -----------------------------------------------------------------------------------------
     def upload(self, url: str, path: Path, size: int, crc32c: str, progress: Callable[[int], None]) -> None:

@@ -27,8 +27,8 @@ SESSIONS_OF_SUBJECT = """query sessions($id: ID!) {
 CLIPS_OF_SESSION = """query clips($id: ID!) {
   node(id: $id) { ... on Session { clips { id title projectPath } } } }"""
 
-DATA_OF_CLIP = """query data($id: ID!) {
-  node(id: $id) { ... on MocapClip { additionalData { id originalFileName uploadStatus } } } }"""
+FILES_OF_SESSION = """query files($id: ID!) {
+  node(id: $id) { ... on Session { clips { id additionalData { id originalFileName uploadStatus } } } } }"""
 
 CREATE_SUBJECT = """mutation createPatient($projectId: String!, $name: String!) {
   createPatient(projectId: $projectId, name: $name) { patient { id name } } }"""
@@ -49,10 +49,19 @@ UPDATE_SESSION = """mutation updateSession($sessionId: ID!, $sessionName: String
 CREATE_TRIALS = """mutation createClips($input: ClipCreationInput!) {
   createClips(input: $input) { response { clientId mocapClip { id } } } }"""
 
-UPDATE_TRIAL = """mutation updateClip($input: UpdateClipInput!) {
-  updateClip(clipData: $input) { clip { id } } }"""
+def aliased(operation: str, argument: str, input_type: str, selection: str, count: int) -> str:
+    """One mutation request carrying `count` operations, aliased a0, a1, ..., with inputs $a0, $a1, ..."""
+    variables = ", ".join(f"$a{i}: {input_type}" for i in range(count))
+    fields = " ".join(f"a{i}: {operation}({argument}: $a{i}) {{ {selection} }}" for i in range(count))
+    return f"mutation batch({variables}) {{ {fields} }}"
 
-CREATE_DATA = """mutation createAdditionalData($input: CreateAdditionalDataInput) {
-  createAdditionalData(input: $input) { uploadUrl data { id uploadStatus } } }"""
+
+def create_files(count: int) -> str:
+    return aliased("createAdditionalData", "input", "CreateAdditionalDataInput", "uploadUrl data { id }", count)
+
+
+def update_trials(count: int) -> str:
+    return aliased("updateClip", "clipData", "UpdateClipInput!", "clip { id }", count)
+
 
 DELETE_DATA = """mutation deleteAdditionalData($id: ID!) { deleteAdditionalData(id: $id) { ok } }"""

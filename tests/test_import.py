@@ -124,7 +124,7 @@ def test_subject_found_by_mrn_under_another_name_is_not_duplicated(cli, lab, gql
     names = sorted(p["name"] for p in server_tree(gql))
     assert names == ["Sam J", "Subject02"]
     sam = next(p for p in server_tree(gql) if p["name"] == "Sam J")
-    assert [s["projectPath"] for s in sam["sessions"]] == ["/Sam J/2025-03-14/", "/Sam J/2025-09-02/"]
+    assert sorted(s["projectPath"] for s in sam["sessions"]) == ["/Sam J/2025-03-14/", "/Sam J/2025-09-02/"]
 
 
 def test_metadata_fills_only_empty_fields_and_replaces_interventions(cli, lab, gql: Gql):
@@ -162,12 +162,13 @@ def test_ambiguous_failures_never_duplicate(cli, lab, gql: Gql, expected, target
 
 
 def test_transient_errors_and_rate_limits_are_retried(cli, lab, gql: Gql, expected):
-    gql.faults({"match": "*", "fault": "status:503", "probability": 0.2, "times": 15},
+    gql.faults({"match": "*", "fault": "status:503", "probability": 0.5, "times": 8},
                {"match": "createClips", "fault": "status:429:retry-after=1", "times": 1})
     result = cli("apply", str(lab), "--yes")
     assert result.code == 0, result.err
     fired = [e["fault"] for e in gql.fault_log()]
-    assert fired.count("status:429:retry-after=1") == 1 and fired.count("status:503") >= 5, fired
+    assert fired.count("status:429:retry-after=1") == 1 and fired.count("status:503") >= 2, fired
+    gql.faults()
     assert inventory(gql) == expected
 
 
