@@ -12,16 +12,14 @@ import google_crc32c
 
 from .journal import Journal
 from .model import DataFile, LocalTree
-
-CHUNK = 1 << 20
+from .reading import chunks
 
 
 def crc32c_of(path: Path) -> str:
     """Base64 of the big-endian CRC32C, read in chunks: memory does not grow with the file."""
     checksum = google_crc32c.Checksum()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            checksum.update(chunk)
+    for chunk in chunks(path):
+        checksum.update(chunk)
     return base64.b64encode(checksum.digest()).decode()
 
 

@@ -20,9 +20,9 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from .errors import FatalError
+from .reading import chunks
 
 T = TypeVar("T")
-CHUNK = 1 << 20
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
@@ -60,7 +60,7 @@ class _Body:
     """A file streamed in large chunks (constant memory), counting bytes as they go out."""
 
     def __init__(self, path: Path, size: int, progress: Callable[[int], None], stop: threading.Event) -> None:
-        self._file = path.open("rb")
+        self._chunks = chunks(path)
         self._size = size
         self._progress = progress
         self._stop = stop
@@ -72,13 +72,13 @@ class _Body:
     def read(self, _amount: int = -1) -> bytes:
         if self._stop.is_set():
             raise Interrupted("interrupted during upload")
-        chunk = self._file.read(CHUNK)
+        chunk = next(self._chunks, b"")
         self.sent += len(chunk)
         self._progress(len(chunk))
         return chunk
 
     def close(self) -> None:
-        self._file.close()
+        self._chunks.close()
 
 
 class Client:
