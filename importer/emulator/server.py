@@ -374,7 +374,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         self.end_headers()
         limit = fault.amount if fault and fault.kind == "truncate" else None
-        self.server.stats.add(bytes_out=_copy(blob, self.wfile, start, end, limit))
+        self.server.stats.add(bytes_out=end - start if limit is None else min(limit, end - start))
+        _copy(blob, self.wfile, start, end, limit)
         if limit is not None:
             self._reset()
 
@@ -419,7 +420,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return (start, end) if start < size and start < end else None
 
 
-def _copy(blob: Path, out: BinaryIO, start: int, end: int, limit: int | None) -> int:
+def _copy(blob: Path, out: BinaryIO, start: int, end: int, limit: int | None) -> None:
     sent, stop = 0, end if limit is None else min(end, start + limit)
     with blob.open("rb") as source:
         source.seek(start)
@@ -429,4 +430,3 @@ def _copy(blob: Path, out: BinaryIO, start: int, end: int, limit: int | None) ->
                 break
             out.write(chunk)
             sent += len(chunk)
-    return sent
