@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from . import queries
 from .client import Client, Interrupted, Rejected, TransientError
@@ -357,19 +357,3 @@ class Executor:
             case Action.UPDATE_TRIAL_METADATA:
                 return self._update_trials(batch)
         return {s.id: Outcome() for s in batch}
-
-
-def report(plan: Plan, results: list[StepResult], started: float, finished: float,
-           interrupted: bool) -> dict[str, Any]:
-    """The run's outcome, one entry per step of the plan (valid against report.schema.json)."""
-    counts = {s.value: sum(r.status is s for r in results) for s in Status}
-    return {
-        "format": "moveshelf-import/report", "version": 1, "project": plan.project, "roots": list(plan.roots),
-        "started": started, "finished": finished, "interrupted": interrupted,
-        "summary": {"steps": len(results), **counts, "bytes": sum(r.bytes for r in results),
-                    "seconds": round(finished - started, 3)},
-        "steps": [{"id": r.step.id, "action": r.step.action.value, "target": r.step.target,
-                   "status": r.status.value, "error": r.error, "bytes": r.bytes, "seconds": r.seconds}
-                  for r in results],
-        "conflicts": list(plan.conflicts), "unmapped": len(plan.unmapped),
-    }

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
-from . import render, workflow
+import jsonschema
+
+from . import render, report, shard, workflow
 from .errors import ImportToolError, InputError
-from .plan import ConflictPolicy, Plan, to_json
+from .plan import ConflictPolicy, Plan, from_json, to_json
 from .progress import TqdmHandler
 from .scan import LAYOUTS, ScanOptions
+from .spec import json_path
 from .workflow import Settings
 
 EXIT_INTERRUPTED = 130
@@ -65,6 +70,7 @@ def _settings(args: argparse.Namespace) -> Settings:
                     config=getattr(args, "config", None), state_dir=getattr(args, "state_dir", None),
                     on_conflict=ConflictPolicy(getattr(args, "on_conflict", "skip")), jobs=getattr(args, "jobs", 8),
                     verify=getattr(args, "verify", False), attempts=getattr(args, "attempts", 6),
+                    shard=shard.parse(args.shard) if getattr(args, "shard", None) else None,
                     scan=ScanOptions(args.layout, types))
 
 
@@ -114,15 +120,41 @@ def _confirm(args: argparse.Namespace) -> Callable[[Plan], bool]:
     return confirm
 
 
+def _saved_plan(path: Path) -> Plan:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"saved plan {path} cannot be read: {exc}") from None
+    schema = json.loads(resources.files("importer").joinpath("schemas/plan.schema.json").read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(document))
+    if error is not None:
+        raise InputError(f"saved plan {path}: {json_path(error.absolute_path)}: {error.message}",
+                         "save plans with `moveshelf-import plan ... --out PLAN.json`")
+    return from_json(document)
+
+
 def _apply(args: argparse.Namespace) -> int:
     _setup_logging(args.quiet, args.log_file)
+    saved = _saved_plan(args.plan) if args.plan else None
+    if not args.paths:
+        if saved is None or not saved.paths:
+            raise InputError("no PATH given", "name the folders to import, or pass --plan PLAN.json")
+        args.paths = [Path(p) for p in saved.paths]
     mode = "quiet" if args.quiet else ("bars" if sys.stderr.isatty() else "lines")
-    the_plan, outcome = workflow.apply(_settings(args), mode, _confirm(args))
+    the_plan, outcome = workflow.apply(_settings(args), mode, _confirm(args), saved)
     if outcome is None:
         print("Not applied.")
         return 0
-    if args.report:
-        args.report.write_text(render.as_json(outcome))
+    return _outcome(outcome, args.report)
+
+
+def _outcome(outcome: dict, report_file: Path | None) -> int:
+    """Say how a run (or merged runs) went, write the report, and choose the exit code."""
+    if report_file:
+        report_file.write_text(render.as_json(outcome))
+    for step in outcome["steps"]:
+        if step["error"] == workflow.STALE:
+            print(f"stale, not applied: {step['target']} ({step['action']})", file=sys.stderr)
     print(render.report_line(outcome))
     if outcome.get("fatal"):
         print(f"error: {outcome['fatal']}", file=sys.stderr)
@@ -137,8 +169,12 @@ def _apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_input_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+def _merge(args: argparse.Namespace) -> int:
+    return _outcome(report.merge([report.load(path) for path in args.reports]), args.out)
+
+
+def _add_input_options(command: argparse.ArgumentParser, optional_paths: bool = False) -> None:
+    command.add_argument("paths", nargs="*" if optional_paths else "+", type=Path, metavar="PATH",
                          help="an import root (subject folders below it), a subject folder or a session folder")
     command.add_argument("--layout", choices=LAYOUTS, default="auto",
                          help="what PATH is; auto: a folder holding moveshelf_config_import.json is a session, "
@@ -162,8 +198,12 @@ def _add_server_options(command: argparse.ArgumentParser) -> None:
                          help="tries per request before a step counts as failed (default: %(default)s)")
     command.add_argument("--state-dir", type=Path, metavar="DIR",
                          help="where the journal and lock live (default: the user state folder)")
-    command.add_argument("--verify", action="store_true", help="re-read every local file instead of trusting "
-                                                               "the size+mtime checksum cache")
+    command.add_argument("--verify", action="store_true",
+                         help="re-read every local file instead of trusting the size+mtime checksum cache, and ask "
+                              "storage for the checksum of every compared server file")
+    command.add_argument("--shard", metavar="K/N",
+                         help="import only the subjects of shard K of N (1 <= K <= N), by a stable hash of MRN or "
+                              "name; each shard keeps its own journal and lock")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -191,13 +231,25 @@ def _parser() -> argparse.ArgumentParser:
     apply = commands.add_parser("apply", help="make the server hold what the folders hold",
                                 description="Plan, then apply: create subjects, sessions and trials, upload "
                                             "files, fill metadata. Safe to re-run; an interrupted run resumes.")
-    _add_input_options(apply)
+    _add_input_options(apply, optional_paths=True)
     _add_server_options(apply)
+    apply.add_argument("--plan", type=Path, metavar="PLAN.json",
+                       help="apply exactly this saved plan; steps the folders or the server have made stale are "
+                            "reported and not applied (PATH defaults to the plan's)")
     apply.add_argument("--yes", action="store_true", help="do not ask for confirmation on a terminal")
     apply.add_argument("--report", type=Path, metavar="R.json", help="write a JSON report of every step")
     apply.add_argument("--quiet", action="store_true", help="print only the summary line and errors (for cron)")
     apply.add_argument("--log-file", type=Path, metavar="FILE", help="also append progress and errors here")
     apply.set_defaults(run=_apply)
+
+    reports = commands.add_parser("report", help="work with apply reports")
+    report_commands = reports.add_subparsers(dest="report_command", required=True, metavar="ACTION")
+    merge = report_commands.add_parser("merge", help="combine the reports of several shards into one",
+                                       description="Combine shards' apply reports: steps side by side, counts "
+                                                   "summed. Exits 3 when any step failed or was skipped.")
+    merge.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
+    merge.add_argument("--out", type=Path, metavar="MERGED.json", help="write the merged report here")
+    merge.set_defaults(run=_merge)
 
     emulator = commands.add_parser(
         "emulator", help="run a Moveshelf-compatible server on this machine",

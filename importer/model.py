@@ -83,6 +83,7 @@ class Unmapped:
 
     path: str
     reason: str
+    subject_folder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,7 @@ class LocalTree:
 
     tree: Tree
     roots: tuple[str, ...]
+    paths: tuple[str, ...] = ()  # the folders the scan was given
     unmapped: tuple[Unmapped, ...] = ()
     warnings: tuple[str, ...] = ()
 

@@ -10,7 +10,9 @@ conflicts, never guesses.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import enum
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +67,7 @@ class Plan:
     conflicts: tuple[dict[str, Any], ...] = ()
     warnings: tuple[str, ...] = ()
     roots: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()  # what was scanned, so a saved plan can be checked against the same folders
 
     @property
     def summary(self) -> dict[str, int]:
@@ -250,12 +253,37 @@ def diff(local: LocalTree, actual: Tree, facts: Facts, project: str,
     return Plan(project=project, steps=tuple(planner.steps), ids=planner.ids,
                 unmapped=tuple({"path": u.path, "reason": u.reason} for u in local.unmapped),
                 conflicts=tuple(planner.conflicts), warnings=tuple([*local.warnings, *planner.warnings]),
-                roots=local.roots)
+                roots=local.roots, paths=local.paths)
+
+
+def _same(saved: Step, fresh: Step | None) -> bool:
+    return (fresh is not None and fresh.action is saved.action
+            and json.dumps(fresh.detail, sort_keys=True) == json.dumps(saved.detail, sort_keys=True))
+
+
+def approve(saved: Plan, fresh: Plan) -> tuple[Plan, tuple[Step, ...]]:
+    """The saved plan's steps that are still exactly what a fresh plan would do, and the stale rest.
+
+    A step is stale when the folders or the server changed what it would do, or when it now
+    depends on a change the saved plan did not contain. Fresh changes the saved plan lacks are
+    not applied: nobody has seen them.
+    """
+    current = {s.id: s for s in fresh.steps}
+    approved = {s.id: current[s.id] for s in saved.steps if _same(s, current.get(s.id))}
+    while blocked := [i for i, s in approved.items() if any(d not in approved for d in s.depends_on)]:
+        for step_id in blocked:
+            del approved[step_id]
+    unseen = [s.target for s in fresh.steps if s.id not in {t.id for t in saved.steps}]
+    warnings = [*fresh.warnings, *([f"{len(unseen)} change(s) not in the saved plan are left for the next plan: "
+                                    + ", ".join(unseen[:5]) + (" ..." if len(unseen) > 5 else "")] if unseen else [])]
+    return (dataclasses.replace(fresh, steps=tuple(approved.values()), warnings=tuple(warnings)),
+            tuple(s for s in saved.steps if s.id not in approved))
 
 
 # -- serialisation --------------------------------------------------------------------------------------------------
 def to_json(plan: Plan) -> dict[str, Any]:
     return {"format": FORMAT, "version": VERSION, "project": plan.project, "roots": list(plan.roots),
+            "paths": list(plan.paths),
             "steps": [{"id": s.id, "action": s.action.value, "target": s.target, "depends_on": list(s.depends_on),
                        "reason": s.reason, "detail": s.detail} for s in plan.steps],
             "ids": plan.ids, "summary": plan.summary, "unmapped": list(plan.unmapped),
@@ -265,6 +293,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
 def from_json(document: dict[str, Any]) -> Plan:
     """A saved plan, read back; the caller validates it against plan.schema.json first."""
     return Plan(project=document["project"], roots=tuple(document.get("roots", [])),
+                paths=tuple(document.get("paths", [])),
                 steps=tuple(Step(s["id"], Action(s["action"]), s["target"], tuple(s["depends_on"]),
                                  s.get("detail", {}), s.get("reason", "")) for s in document["steps"]),
                 ids=dict(document.get("ids", {})), unmapped=tuple(document.get("unmapped", [])),

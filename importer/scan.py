@@ -141,7 +141,7 @@ def _claim(files: list[Path], where: _SessionFolder, config: SessionConfig | Non
         else:
             reason = ("no trial of conditionDefinition has this name" if declaring
                       else "not a trial: at the session root only .c3d files and files named like them are trials")
-            unmapped.append(Unmapped(_display(path, where.root), reason))
+            unmapped.append(Unmapped(_display(path, where.root), reason, str(where.folder.parent)))
     return trials, unmapped
 
 
@@ -252,7 +252,8 @@ def scan(paths: list[Path], options: ScanOptions | None = None) -> LocalTree:
     if not folders:
         warnings.append("no session folders found below " + ", ".join(str(p) for p in paths))
     return LocalTree(tree=Tree(tuple(sorted(subjects, key=lambda s: key(s.name)))),
-                     roots=tuple(sorted({str(w.root) for w in folders})), unmapped=tuple(unmapped),
+                     roots=tuple(sorted({str(w.root) for w in folders})),
+                     paths=tuple(str(p.resolve()) for p in paths), unmapped=tuple(unmapped),
                      warnings=tuple(warnings))
 
 

@@ -17,17 +17,19 @@ from typing import Any
 
 import filelock
 
-from . import checksum
-from .apply import Executor, report
+from . import checksum, report, shard
+from .apply import Executor, Status, StepResult
 from .client import Client
 from .config import load_connection, project_name
-from .errors import FatalError, LockHeld
+from .errors import FatalError, InputError, LockHeld
 from .journal import Journal, state_dir
 from .model import LocalTree
-from .plan import ConflictPolicy, Plan, diff
+from .plan import ConflictPolicy, Plan, Step, approve, diff
 from .progress import Progress
 from .remote import Project, find_project, gather_facts, read_state
 from .scan import ScanOptions, scan
+
+STALE = "stale: the folders or the server changed since the plan was saved; run plan again"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Settings:
     jobs: int = 8
     verify: bool = False
     attempts: int = 6
+    shard: tuple[int, int] | None = None
     scan: ScanOptions = field(default_factory=ScanOptions)
 
 
@@ -57,7 +60,7 @@ class Context:
 
 def validate(settings: Settings) -> LocalTree:
     """Check the folders and their config files; no network. Raises InvalidInput."""
-    return scan(list(settings.paths), settings.scan)
+    return shard.select(scan(list(settings.paths), settings.scan), settings.shard)
 
 
 @contextmanager
@@ -65,7 +68,7 @@ def connect(settings: Settings) -> Iterator[Context]:
     connection = load_connection(settings.config)
     client = Client(connection.api_url, connection.api_key, attempts=settings.attempts)
     project = find_project(client, project_name(settings.project))
-    folder = state_dir(settings.state_dir, connection.api_url, project.name)
+    folder = state_dir(settings.state_dir, connection.api_url, project.name, settings.shard)
     journal = Journal(folder / "journal.sqlite3")
     try:
         yield Context(client, project, journal, folder)
@@ -77,7 +80,7 @@ def make_plan(settings: Settings, context: Context, local: LocalTree) -> Plan:
     """Measure the files, read the server, and diff."""
     local = checksum.fill(local, context.journal, jobs=min(settings.jobs, 4), verify=settings.verify)
     actual = read_state(context.client, context.project, local.tree, settings.jobs)
-    facts = gather_facts(context.client, context.journal, local, actual, settings.jobs)
+    facts = gather_facts(context.client, context.journal, local, actual, settings.jobs, settings.verify)
     return diff(local, actual, facts, context.project.name, settings.on_conflict)
 
 
@@ -106,36 +109,45 @@ def run_lock(folder: Path, roots: tuple[str, ...], project: str) -> Iterator[Non
         lock.release()
 
 
-def apply(settings: Settings, progress_mode: str = "lines",
-          confirm: Callable[[Plan], bool] = lambda plan: True) -> tuple[Plan, dict[str, Any] | None]:
-    """Plan, ask `confirm`, apply; the plan and the run's report (None when not confirmed or nothing to do).
+def apply(settings: Settings, progress_mode: str = "lines", confirm: Callable[[Plan], bool] = lambda plan: True,
+          saved: Plan | None = None) -> tuple[Plan, dict[str, Any] | None]:
+    """Plan (or check a saved plan), ask `confirm`, apply; the plan and the run's report (None if not confirmed).
 
-    Raises on invalid input, on conflicts under `fail`, and when another run holds the lock.
+    A saved plan's steps are applied only where a fresh plan would do exactly the same;
+    the others are reported as stale. Raises on invalid input, on conflicts under `fail`,
+    and when another run holds the lock.
     """
     local = validate(settings)
     with connect(settings) as context, run_lock(context.folder, local.roots, context.project.name):
-        the_plan = make_plan(settings, context, local)
+        if saved is not None and saved.project != context.project.name:
+            raise InputError(f"the saved plan is for project {saved.project!r}, not {context.project.name!r}")
+        the_plan, stale = make_plan(settings, context, local), ()
+        if saved is not None:
+            the_plan, stale = approve(saved, the_plan)
         if settings.on_conflict is ConflictPolicy.FAIL and the_plan.conflicts:
             raise FatalError(f"{len(the_plan.conflicts)} conflict(s) and --on-conflict fail; nothing was written:\n"
                              + "\n".join(f"  {c['target']}: {c['reason']}" for c in the_plan.conflicts),
                              "use --on-conflict skip to leave them, or replace to upload the local files")
         if not confirm(the_plan):
             return the_plan, None
-        return the_plan, execute(the_plan, context, settings.jobs, progress_mode)
+        return the_plan, execute(the_plan, context, settings, progress_mode, stale)
 
 
-def execute(the_plan: Plan, context: Context, jobs: int, progress_mode: str) -> dict[str, Any]:
+def execute(the_plan: Plan, context: Context, settings: Settings, progress_mode: str,
+            stale: tuple[Step, ...] = ()) -> dict[str, Any]:
+    """Run the executor with progress; the report, stale steps of a saved plan included as skipped."""
     total_bytes = sum(s.detail.get("size", 0) for s in the_plan.steps)
     progress = Progress(progress_mode, len(the_plan.steps), total_bytes)
     run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
-    executor = Executor(the_plan, context.client, context.project, context.journal, run_id, jobs,
+    executor = Executor(the_plan, context.client, context.project, context.journal, run_id, settings.jobs,
                         progress.on_bytes, progress.on_result)
     started = time.time()
     try:
         results = executor.run()
     finally:
         progress.close()
-    outcome = report(the_plan, results, started, time.time(), context.client.stop.is_set())
+    results += [StepResult(s, Status.SKIPPED, STALE) for s in stale]
+    outcome = report.build(the_plan, results, started, time.time(), context.client.stop.is_set(), settings.shard)
     if executor.fatal:
         outcome["fatal"] = str(executor.fatal)
     return outcome
