@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import emulator_rps  # noqa: E402
-import import_vs_baseline  # noqa: E402
-import large_file  # noqa: E402
+import emulator_rps
+import import_vs_baseline
+import large_file
 
 
 def row(name: str, ours: str, baseline: str, figure: str, target: str, met: bool) -> str:
