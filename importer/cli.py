@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 
-import jsonschema
-
-from . import render, report, shard, workflow
+from . import documents, render, report, shard, workflow
 from .errors import ImportToolError, InputError
 from .plan import ConflictPolicy, Plan, from_json, to_json
 from .progress import TqdmHandler
 from .scan import LAYOUTS, ScanOptions
-from .spec import json_path
 from .workflow import Settings
 
 EXIT_INTERRUPTED = 130
@@ -121,16 +116,8 @@ def _confirm(args: argparse.Namespace) -> Callable[[Plan], bool]:
 
 
 def _saved_plan(path: Path) -> Plan:
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"saved plan {path} cannot be read: {exc}") from None
-    schema = json.loads(resources.files("importer").joinpath("schemas/plan.schema.json").read_text())
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(document))
-    if error is not None:
-        raise InputError(f"saved plan {path}: {json_path(error.absolute_path)}: {error.message}",
-                         "save plans with `moveshelf-import plan ... --out PLAN.json`")
-    return from_json(document)
+    return from_json(documents.load(path, "plan.schema.json", "saved plan",
+                                    "save plans with `moveshelf-import plan ... --out PLAN.json`"))
 
 
 def _apply(args: argparse.Namespace) -> int:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
+from . import documents
 from .apply import Status, StepResult
 from .errors import InputError
 from .plan import Plan
-from .spec import json_path
 
 FORMAT = "moveshelf-import/report"
 COUNTS = ("applied", "skipped", "failed", "not_attempted")
@@ -39,15 +35,7 @@ def build(plan: Plan, results: list[StepResult], started: float, finished: float
 
 def load(path: Path) -> dict[str, Any]:
     """A report file, checked against the schema."""
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"report {path} cannot be read: {exc}") from None
-    schema = json.loads(resources.files("importer").joinpath("schemas/report.schema.json").read_text())
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(document))
-    if error is not None:
-        raise InputError(f"report {path}: {json_path(error.absolute_path)}: {error.message}")
-    return document
+    return documents.load(path, "report.schema.json", "report")
 
 
 def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:

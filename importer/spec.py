@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
+from .documents import json_path, validator
 from .errors import InputError
 
 CONFIG_NAME = "moveshelf_config_import.json"
+CONFIG_SCHEMA = "moveshelf_config_import.schema.json"
 KNOWN_KEYS = ("subjectMetadata", "interventionMetadata", "sessionMetadata", "conditionDefinition",
               "representativeTrials", "trialSideSelection", "session_date")
 _LEADING_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?!\d)")
@@ -63,14 +62,6 @@ class SessionConfig:
     warnings: tuple[str, ...] = ()
 
 
-@cache
-def _validator() -> jsonschema.protocols.Validator:
-    text = resources.files("importer").joinpath("schemas/moveshelf_config_import.schema.json").read_text()
-    schema = json.loads(text)
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
-
-
 def _message(error: jsonschema.ValidationError) -> str:
     """A schema error said the way a data manager can act on."""
     if error.validator in ("format", "pattern") and error.schema.get("format") == "date":
@@ -87,11 +78,6 @@ def _message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-def json_path(parts: Iterable[str | int]) -> str:
-    """`$.sessionMetadata.vicon-leg-length[1]`: the path a reader can follow by eye."""
-    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
-
-
 def valid_date(text: str) -> bool:
     try:
         date.fromisoformat(text)
@@ -103,7 +89,7 @@ def valid_date(text: str) -> bool:
 def check(document: Any, file: str) -> list[Problem]:
     """Schema violations and cross-check failures of one parsed config."""
     problems = [Problem(file, json_path(e.absolute_path), _message(e))
-                for e in sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))]
+                for e in sorted(validator(CONFIG_SCHEMA).iter_errors(document), key=lambda e: list(e.absolute_path))]
     if problems or not isinstance(document, dict):
         return problems
     conditions = document.get("conditionDefinition")
