@@ -91,8 +91,10 @@ def summary_line(plan: Plan) -> str:
 
 def report_line(report: dict[str, Any]) -> str:
     c = report["summary"]
+    conflicts = len(report.get("conflicts", []))
     return (f"Applied {c['applied']} of {c['steps']} steps ({c['failed']} failed, {c['skipped']} skipped, "
-            f"{c['not_attempted']} not attempted), uploaded {size(c['bytes'])} in {c['seconds']:.1f} s.")
+            f"{c['not_attempted']} not attempted), uploaded {size(c['bytes'])} in {c['seconds']:.1f} s"
+            + (f"; {conflicts} conflict{'s' * (conflicts != 1)} left alone (see `plan`)." if conflicts else "."))
 
 
 def as_json(document: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import requests
 
 from importer.cli import main
+from importer.workflow import run_lock
 
 from .conftest import CREATE_PATIENT, PROJECT, UPDATE_PATIENT, Gql, inventory, mutations, server_tree
 
@@ -127,7 +129,7 @@ def test_changed_file_is_a_conflict_and_skip_leaves_it(cli, lab, gql: Gql, fresh
     change(lab)
     before = gql.stats()
     result = cli("apply", str(lab), "--yes", state="other-state" if fresh_journal else "state")
-    assert result.code == 0
+    assert result.code == 0 and "1 conflict left alone" in result.out
     assert "Walk01.GCD: the server's file differs from the local file" in result.out
     after = gql.stats()
     assert after["uploads"] == before["uploads"] and mutations(after) == mutations(before)
@@ -222,3 +224,13 @@ def test_the_api_key_never_appears(cli, lab, gql: Gql, tmp_path: Path, emulator)
               if p.is_file() and "config" not in p.parts and "emulator" not in p.parts]
     assert len(texts) > 6
     assert not [t for t in texts if emulator.api_key in t or "wrong-key-123" in t]
+
+
+def test_a_second_run_while_one_holds_the_lock_exits_4(cli, lab, gql: Gql, tmp_path: Path):
+    assert cli("plan", str(lab)).code == 0  # creates the state folder
+    [folder] = (tmp_path / "state").iterdir()
+    with run_lock(folder, (str(lab),), PROJECT):
+        held = cli("apply", str(lab), "--yes")
+    assert held.code == 4 and f"another apply (PID {os.getpid()}) is running" in held.err
+    assert mutations(gql.stats()) == 0
+    assert cli("apply", str(lab), "--yes").code == 0  # released with its holder
