@@ -108,20 +108,19 @@ class Executor:
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="apply") as pool, \
                 ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="upload") as self._uploads:
             while ready or running:
-                while ready and len(running) < self.jobs and not self.client.stop.is_set():
-                    batch = self._take_batch(ready)
-                    running[pool.submit(self._run_batch, batch)] = batch
-                if not running:
-                    break
                 try:
+                    while ready and len(running) < self.jobs and not self.client.stop.is_set():
+                        batch = self._take_batch(ready)
+                        running[pool.submit(self._run_batch, batch)] = batch
+                    if not running:
+                        break
                     done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        running.pop(future)
+                        for result in future.result():
+                            self._finish(result, results, steps, waiting, dependents, ready)
                 except KeyboardInterrupt:
                     self.client.stop.set()
-                    continue
-                for future in done:
-                    running.pop(future)
-                    for result in future.result():
-                        self._finish(result, results, steps, waiting, dependents, ready)
         for step in self.plan.steps:
             if step.id not in results:
                 results[step.id] = StepResult(step, Status.NOT_ATTEMPTED)
@@ -140,10 +139,11 @@ class Executor:
                     ready.append(steps[child])
             return
         blocked = deque(dependents[result.step.id])
+        status = Status.NOT_ATTEMPTED if result.status is Status.NOT_ATTEMPTED else Status.SKIPPED
         while blocked:
             child = blocked.popleft()
             if child not in results:
-                results[child] = StepResult(steps[child], Status.SKIPPED, f"depends on {result.step.id}, which "
+                results[child] = StepResult(steps[child], status, f"depends on {result.step.id}, which "
                                             f"was {result.status.value}")
                 self.on_result(results[child])
                 blocked.extend(dependents[child])
