@@ -19,6 +19,7 @@ from .scan import LAYOUTS, ScanOptions
 from .workflow import Settings
 
 EXIT_INTERRUPTED = 130
+SUMMARY = logging.getLogger("moveshelf_import.summary")  # the run's last line, for --log-file
 
 _DESCRIPTION = """\
 Import gait-lab session folders into Moveshelf, declaratively: `plan` shows what would
@@ -55,6 +56,9 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    for option in ("jobs", "attempts"):
+        if getattr(args, option, 1) < 1:
+            raise InputError(f"--{option} must be at least 1")
     types = {}
     for item in args.data_type:
         ext, _, kind = item.partition("=")
@@ -75,6 +79,7 @@ def _setup_logging(quiet: bool, log_file: Path | None) -> None:
     log.setLevel(logging.INFO)
     console = TqdmHandler()
     console.setLevel(logging.WARNING if quiet else logging.INFO)
+    console.addFilter(lambda record: record.name != SUMMARY.name)  # stdout has it already
     log.addHandler(console)
     if log_file:
         handler = logging.FileHandler(log_file)
@@ -143,6 +148,7 @@ def _outcome(outcome: dict, report_file: Path | None) -> int:
         if step["error"] == workflow.STALE:
             print(f"stale, not applied: {step['target']} ({step['action']})", file=sys.stderr)
     print(render.report_line(outcome))
+    SUMMARY.info(render.report_line(outcome))
     if outcome.get("fatal"):
         print(f"error: {outcome['fatal']}", file=sys.stderr)
         return 1

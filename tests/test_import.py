@@ -219,6 +219,7 @@ def test_the_api_key_never_appears(cli, lab, gql: Gql, tmp_path: Path, emulator)
     outputs.append(cli("apply", str(lab), "--yes", "--attempts", "1", "--on-conflict", "replace"))
     (tmp_path / "config" / "mvshlf-api-key.json").write_text('{"secretKey": "wrong-key-123"}')
     outputs.append(cli("plan", str(lab)))
+    assert "Applied 50 of 50 steps" in (tmp_path / "l").read_text()
     texts = [o.out + o.err for o in outputs]
     texts += [p.read_bytes().decode("latin-1") for p in tmp_path.glob("**/*")
               if p.is_file() and "config" not in p.parts and "emulator" not in p.parts]
