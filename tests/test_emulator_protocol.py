@@ -76,6 +76,14 @@ def test_unknown_node_is_null_and_mutation_on_unknown_id_is_an_error(gql: Gql):
     assert answer.status_code == 200 and "does not exist" in answer.json()["errors"][0]["message"]
 
 
+def test_clips_are_created_many_at_once_in_a_project_named_by_id_or_name(gql: Gql):
+    for project in (PROJECT, gql.project_id()):
+        answer = gql(CREATE_CLIPS, input={"project": project, "clips": [
+            {"clientId": f"c{i}", "metadata": {"title": f"T{i}", "projectPath": "/S/X/C"}} for i in range(3)]})
+        assert [r["clientId"] for r in answer["createClips"]["response"]] == ["c0", "c1", "c2"]
+    assert gql.stats()["graphql"]["createClips"] == 2
+
+
 def test_unknown_input_field_is_rejected(gql: Gql):
     answer = gql.post(CREATE_CLIPS, input={"project": PROJECT, "clips": [{"clientId": "c", "colour": "red"}]})
     assert answer.status_code == 400 and "colour" in answer.json()["errors"][0]["message"]

@@ -220,6 +220,9 @@ def test_the_api_key_never_appears(cli, lab, gql: Gql, tmp_path: Path, emulator)
     (tmp_path / "config" / "mvshlf-api-key.json").write_text('{"secretKey": "wrong-key-123"}')
     outputs.append(cli("plan", str(lab)))
     assert "Applied 50 of 50 steps" in (tmp_path / "l").read_text()
+    schema = json.loads(resources.files("importer").joinpath("schemas/plan.schema.json").read_text())
+    jsonschema.validate(json.loads(outputs[0].out), schema)
+    assert json.loads(outputs[0].out) == json.loads((tmp_path / "plan.json").read_text())
     texts = [o.out + o.err for o in outputs]
     texts += [p.read_bytes().decode("latin-1") for p in tmp_path.glob("**/*")
               if p.is_file() and "config" not in p.parts and "emulator" not in p.parts]
