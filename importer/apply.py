@@ -299,7 +299,28 @@ class Executor:
                 outcomes[step_id] = Outcome(bytes=future.result())
             except (Rejected, TransientError, OSError, Interrupted) as exc:
                 outcomes[step_id] = Outcome(str(exc) or type(exc).__name__)
+        sent = {created[i]["data"]["id"]: i for i, o in outcomes.items() if i in created and o.error is None}
+        for data_id in self._not_complete(session_id, set(sent)):
+            outcomes[sent[data_id]] = Outcome("uploaded, but the server has not marked the file Complete")
         return outcomes
+
+    def _not_complete(self, session_id: str, data_ids: set[str]) -> set[str]:
+        """Which uploaded records the server has still not marked Complete after the retries (usually none)."""
+        missing = set(data_ids)
+
+        def check() -> None:
+            clips = self.client.call(queries.FILES_OF_SESSION, {"id": session_id})["node"]["clips"]
+            missing.difference_update(d["id"] for c in clips for d in c["additionalData"]
+                                      if d["uploadStatus"] == COMPLETE)
+            if missing:
+                raise TransientError(f"{len(missing)} uploaded file(s) not Complete yet")
+
+        if missing:
+            try:
+                self.client.retrying(check)
+            except TransientError:
+                pass
+        return missing
 
     def _put(self, step: Step, created: dict, orphans: set[tuple[str, str, str]]) -> int:
         """Upload one file to its new record; then remove the records it replaces."""
