@@ -1,7 +1,7 @@
 """The library's entry points: `validate`, `plan` and `apply`, as the command line uses them.
 
 Order matters for safety: every input is checked before the network is touched, the
-lock is taken before the server is read, and nothing is written before the plan is whole.
+lock is taken before the project's subjects are read, and nothing is written before the plan is whole.
 """
 
 from __future__ import annotations
