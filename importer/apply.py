@@ -12,7 +12,7 @@ import enum
 import json
 import threading
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -68,6 +68,30 @@ def parent(target: str) -> str:
     return "/" + "/".join(segments[:2] if len(segments) == 4 else segments[:-1])
 
 
+class Ready:
+    """Steps whose dependencies are done, grouped by what can share one request, oldest group first."""
+
+    def __init__(self) -> None:
+        self._groups: OrderedDict[tuple[str, str], list[Step]] = OrderedDict()
+
+    def __bool__(self) -> bool:
+        return bool(self._groups)
+
+    def add(self, step: Step) -> None:
+        kind = BATCHED.get(step.action)
+        group = (kind, session_of(step.target)) if kind else ("single", step.id)
+        self._groups.setdefault(group, []).append(step)
+
+    def take(self) -> list[Step]:
+        """The oldest group, up to BATCH_SIZE steps of it."""
+        group, steps = next(iter(self._groups.items()))
+        if len(steps) > BATCH_SIZE:
+            self._groups[group] = steps[BATCH_SIZE:]
+        else:
+            del self._groups[group]
+        return steps[:BATCH_SIZE]
+
+
 class Executor:
     def __init__(self, plan: Plan, client: Client, project: Project, journal: Journal, run_id: str, jobs: int = 8,
                  on_bytes: Callable[[int], None] = lambda n: None,
@@ -102,7 +126,10 @@ class Executor:
         for step_id, deps in waiting.items():
             for dep in deps:
                 dependents[dep].append(step_id)
-        ready = deque(s for s in self.plan.steps if not waiting[s.id])
+        ready = Ready()
+        for step in self.plan.steps:
+            if not waiting[step.id]:
+                ready.add(step)
         results: dict[str, StepResult] = {}
         running: dict[Future, list[Step]] = {}
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="apply") as pool, \
@@ -110,7 +137,7 @@ class Executor:
             while ready or running:
                 try:
                     while ready and len(running) < self.jobs and not self.client.stop.is_set():
-                        batch = self._take_batch(ready)
+                        batch = ready.take()
                         running[pool.submit(self._run_batch, batch)] = batch
                     if not running:
                         break
@@ -128,7 +155,7 @@ class Executor:
         return [results[s.id] for s in self.plan.steps]
 
     def _finish(self, result: StepResult, results: dict[str, StepResult], steps: dict[str, Step],
-                waiting: dict[str, set[str]], dependents: dict[str, list[str]], ready: deque[Step]) -> None:
+                waiting: dict[str, set[str]], dependents: dict[str, list[str]], ready: Ready) -> None:
         results[result.step.id] = result
         self.journal.record_outcome(self.run_id, result.step.id, result.status.value, result.error)
         self.on_result(result)
@@ -136,7 +163,7 @@ class Executor:
             for child in dependents[result.step.id]:
                 waiting[child].discard(result.step.id)
                 if not waiting[child]:
-                    ready.append(steps[child])
+                    ready.add(steps[child])
             return
         blocked = deque(dependents[result.step.id])
         status = Status.NOT_ATTEMPTED if result.status is Status.NOT_ATTEMPTED else Status.SKIPPED
@@ -147,20 +174,6 @@ class Executor:
                                             f"was {result.status.value}")
                 self.on_result(results[child])
                 blocked.extend(dependents[child])
-
-    @staticmethod
-    def _take_batch(ready: deque[Step]) -> list[Step]:
-        """The next step, with the other ready steps that can share its request (same kind, same session)."""
-        first = ready.popleft()
-        kind = BATCHED.get(first.action)
-        if kind is None:
-            return [first]
-        session = session_of(first.target)
-        siblings = [s for s in ready if BATCHED.get(s.action) == kind and session_of(s.target) == session]
-        batch = [first, *siblings[:BATCH_SIZE - 1]]
-        for step in batch[1:]:
-            ready.remove(step)
-        return batch
 
     def _run_batch(self, batch: list[Step]) -> list[StepResult]:
         """Apply a batch; every step gets a result, whatever happens."""

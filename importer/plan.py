@@ -79,21 +79,31 @@ class Plan:
 
 
 # -- pairing ---------------------------------------------------------------------------------------------
-def match_subject(subject: Subject, remote: tuple[Subject, ...]) -> tuple[Subject | None, str | None]:
-    """The server subject for a folder: by MRN first, then by exact name; (None, reason) on ambiguity."""
-    if subject.mrn:
-        by_mrn = [r for r in remote if r.mrn == subject.mrn]
+class SubjectIndex:
+    """The server's subjects by MRN and by name, so pairing thousands of folders stays linear."""
+
+    def __init__(self, subjects: tuple[Subject, ...]) -> None:
+        self.by_mrn: dict[str, list[Subject]] = {}
+        self.by_name: dict[str, list[Subject]] = {}
+        for subject in subjects:
+            if subject.mrn:
+                self.by_mrn.setdefault(subject.mrn, []).append(subject)
+            self.by_name.setdefault(key(subject.name), []).append(subject)
+
+    def match(self, subject: Subject) -> tuple[Subject | None, str | None]:
+        """The server subject for a folder: by MRN first, then by exact name; (None, reason) on ambiguity."""
+        by_mrn = self.by_mrn.get(subject.mrn, []) if subject.mrn else []
         if len(by_mrn) > 1:
             return None, f"{len(by_mrn)} subjects on the server have MRN {subject.mrn!r}"
         if by_mrn:
             return by_mrn[0], None
-    by_name = [r for r in remote if key(r.name) == key(subject.name)]
-    if len(by_name) > 1:
-        return None, f"{len(by_name)} subjects on the server are named {subject.name!r}"
-    if by_name and subject.mrn and by_name[0].mrn:
-        return None, (f"the server's subject {subject.name!r} has MRN {by_name[0].mrn!r}, "
-                      f"the folder says {subject.mrn!r}")
-    return (by_name[0] if by_name else None), None
+        by_name = self.by_name.get(key(subject.name), [])
+        if len(by_name) > 1:
+            return None, f"{len(by_name)} subjects on the server are named {subject.name!r}"
+        if by_name and subject.mrn and by_name[0].mrn:
+            return None, (f"the server's subject {subject.name!r} has MRN {by_name[0].mrn!r}, "
+                          f"the folder says {subject.mrn!r}")
+        return (by_name[0] if by_name else None), None
 
 
 def _unique(items: list[Any], what: str) -> tuple[Any | None, str | None]:
@@ -134,9 +144,9 @@ class _Planner:
     def conflict(self, target: str, reason: str, **detail: Any) -> None:
         self.conflicts.append({"target": target, "reason": reason, **detail})
 
-    def subject(self, subject: Subject, actual: Tree) -> None:
+    def subject(self, subject: Subject, server: SubjectIndex) -> None:
         target = f"/{subject.name}"
-        remote, problem = match_subject(subject, actual.subjects)
+        remote, problem = server.match(subject)
         if problem:
             return self.conflict(target, problem + "; the subject is skipped")
         created = None
@@ -248,8 +258,9 @@ def diff(local: LocalTree, actual: Tree, facts: Facts, project: str,
          policy: ConflictPolicy = ConflictPolicy.SKIP) -> Plan:
     """The steps that make the server hold what the folders hold. Pure: no I/O, no clock."""
     planner = _Planner(facts, policy)
+    server = SubjectIndex(actual.subjects)
     for subject in local.tree.subjects:
-        planner.subject(subject, actual)
+        planner.subject(subject, server)
     return Plan(project=project, steps=tuple(planner.steps), ids=planner.ids,
                 unmapped=tuple({"path": u.path, "reason": u.reason} for u in local.unmapped),
                 conflicts=tuple(planner.conflicts), warnings=tuple([*local.warnings, *planner.warnings]),

@@ -21,7 +21,7 @@ from .config import unreachable
 from .errors import FatalError
 from .journal import Journal
 from .model import COMPLETE, DataFile, LocalTree, Session, Subject, Tree, Trial, key
-from .plan import Facts, match_subject
+from .plan import Facts, SubjectIndex
 
 SUBJECTS_PER_REQUEST = 10
 
@@ -94,7 +94,8 @@ def read_state(client: Client, project: Project, desired: Tree, jobs: int = 8) -
     """The actual tree: every subject of the project, with whole trees for those the folders match."""
     listing = client.call(queries.SUBJECT_LIST, {"projectId": project.id})["node"]["patientsList"]
     light = tuple(Subject(name=p["name"], mrn=p.get("externalId") or None, remote_id=p["id"]) for p in listing)
-    matched = {m.remote_id for m in (match_subject(s, light)[0] for s in desired.subjects) if m}
+    index = SubjectIndex(light)
+    matched = {m.remote_id for m in (index.match(s)[0] for s in desired.subjects) if m}
     trees = _read_trees(client, [s.remote_id for s in light if s.remote_id in matched], jobs)
     return Tree(tuple(trees.get(s.remote_id, s) for s in light))
 

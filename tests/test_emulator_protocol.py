@@ -126,6 +126,14 @@ def test_download_answers_gcs_headers_and_ranges(gql: Gql):
     assert tail.content == content[-10:]
 
 
+def test_empty_object_answers_its_hashes_to_a_ranged_get(gql: Gql):
+    data_id, url = new_data(gql, b"")
+    requests.put(url, data=b"").raise_for_status()
+    answer = requests.get(record(gql, data_id)["originalDataDownloadUri"], headers={"Range": "bytes=0-0"})
+    assert answer.status_code == 200 and answer.content == b""
+    assert answer.headers["x-goog-stored-content-length"] == "0" and f"crc32c={crc(b'')}" in answer.headers["x-goog-hash"]
+
+
 def test_expired_and_tampered_urls(tmp_path: Path):
     server = EmulatorServer(data_dir=tmp_path / "e", projects=(PROJECT,), url_ttl_seconds=-1).start()
     try:

@@ -361,7 +361,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._xml(416, "InvalidRange", "The requested range is not satisfiable.")
         start, end = span
         md5_b64 = base64.b64encode(bytes.fromhex(record["md5"])).decode()
-        partial = self.headers.get("Range") is not None
+        partial = self.headers.get("Range") is not None and size > 0
         self.send_response(206 if partial else 200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(end - start))
@@ -408,7 +408,7 @@ def _goog_hashes(values: list[str]) -> dict[str, str]:
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """[start, end) of a `Range: bytes=a-b` request; the whole object without one."""
-    if header is None:
+    if header is None or size == 0:  # an empty object is answered whole, as GCS does
         return 0, size
     match = _RANGE.match(header.strip())
     if not match or match.groups() == ("", ""):
