@@ -22,7 +22,7 @@ def trees(subjects: int) -> tuple[LocalTree, Tree, dict]:
                 local_trials.append(Trial(f"Walk{t:02d}", "Barefoot", tuple(
                     DataFile(n, "raw", source=f"/lab/{n}", size=10, crc32c="crc") for n in names)))
                 remote_trials.append(Trial(f"Walk{t:02d}", "Barefoot", tuple(
-                    DataFile(n, "raw", remote_id=i, upload_status="Complete") for n, i in zip(names, ids)),
+                    DataFile(n, "raw", remote_id=i, upload_status="Complete") for n, i in zip(names, ids, strict=True)),
                     remote_id=f"T{s}-{k}-{t}"))
             local_sessions.append(Session(f"2025-01-{k + 1:02d}", metadata={"a": "1"}, trials=tuple(local_trials)))
             remote_sessions.append(Session(f"2025-01-{k + 1:02d}", metadata={"a": "1"}, trials=tuple(remote_trials),
