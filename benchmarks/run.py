@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import emulator_rps
 import import_vs_baseline
 import large_file
+import planner
 
 
 def row(name: str, ours: str, baseline: str, figure: str, target: str, met: bool) -> str:
