@@ -231,3 +231,16 @@ def test_unknown_id_is_null_and_bad_mutation_id_is_an_error(official_api):
     assert official_api.getSubjectDetails("not-an-id") is None
     with pytest.raises(GraphQlException):
         official_api.deleteSession("U2Vzc2lvbjo5OTk=")
+
+
+def test_project_level_reads(official_api, session, tmp_path: Path):
+    pid = project_id(official_api)
+    trial = util.addOrGetTrial(official_api, session, {"path": "Barefoot", "clips": []}, "Walk01")
+    assert official_api.getProjectDatasets(pid) == []
+    assert "sessionMetadataTabs" in official_api.getProjectTemplate(pid)
+    info = official_api.getProjectInfo(pid)
+    assert info["name"] == PROJECT and info["projectConfiguration"]["name"]
+    assert [c["id"] for c in official_api.getProjectClips(pid, 10, include_download_link=True)] == [trial]
+    assert [p["name"] for p in official_api.getProjectAndClips()] == [PROJECT]
+    context = official_api.getSubjectContext(session["patient"]["id"])
+    assert context["project"]["id"] == pid and context["name"] == "Subject1"
