@@ -115,8 +115,8 @@ def _confirm(args: argparse.Namespace) -> Callable[[Plan], bool]:
             print(render.plan_text(the_plan), end="", flush=True)
         if not the_plan.steps or args.yes or not sys.stdin.isatty():
             return True
-        answer = input("Apply these changes? Only 'yes' applies: ")
-        return answer.strip().lower() == "yes"
+        print("Apply these changes? Only 'yes' applies: ", end="", file=sys.stderr, flush=True)
+        return sys.stdin.readline().strip().lower() == "yes"  # asked on stderr: stdout may be a file
     return confirm
 
 
