@@ -18,7 +18,7 @@ from .progress import TqdmHandler
 from .scan import LAYOUTS, ScanOptions
 from .workflow import Settings
 
-EXIT_INTERRUPTED = 130
+EXIT_FATAL, EXIT_STEPS_FAILED, EXIT_CHANGES_PENDING, EXIT_INTERRUPTED = 1, 3, 5, 130
 SUMMARY = logging.getLogger("moveshelf_import.summary")  # the run's last line, for --log-file
 
 _DESCRIPTION = """\
@@ -106,7 +106,7 @@ def _plan(args: argparse.Namespace) -> int:
     if args.out:
         args.out.write_text(render.as_json(to_json(the_plan)))
     print(render.as_json(to_json(the_plan)) if args.format == "json" else render.plan_text(the_plan), end="")
-    return 5 if args.detailed_exitcode and the_plan.steps else 0
+    return EXIT_CHANGES_PENDING if args.detailed_exitcode and the_plan.steps else 0
 
 
 def _confirm(args: argparse.Namespace) -> Callable[[Plan], bool]:
@@ -151,14 +151,14 @@ def _outcome(outcome: dict, report_file: Path | None) -> int:
     SUMMARY.info(render.report_line(outcome))
     if outcome.get("fatal"):
         print(f"error: {outcome['fatal']}", file=sys.stderr)
-        return 1
+        return EXIT_FATAL
     if outcome["interrupted"]:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     summary = outcome["summary"]
     if summary["failed"] or summary["skipped"]:
         print("some steps did not apply (see above); re-run the same command to resume", file=sys.stderr)
-        return 3
+        return EXIT_STEPS_FAILED
     return 0
 
 
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc}\n  hint: re-run with --debug and report it",
               file=sys.stderr)
-        return 1
+        return EXIT_FATAL
 
 
 def run() -> None:

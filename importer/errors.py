@@ -32,12 +32,6 @@ class FatalError(ImportToolError):
     exit_code = 1
 
 
-class PartialFailure(ImportToolError):
-    """Some steps failed after their retries; a re-run resumes."""
-
-    exit_code = 3
-
-
 class LockHeld(ImportToolError):
     """Another run holds the lock for this project and import root."""
 

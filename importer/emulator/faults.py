@@ -30,11 +30,6 @@ class Fault:
     retry_after: int | None = None
     amount: int = 0  # bytes for truncate, milliseconds for delay
 
-    @property
-    def before_commit(self) -> bool:
-        """Whether the request fails without touching state."""
-        return self.kind in ("status", "reset")
-
     @classmethod
     def parse(cls, text: str) -> Fault:
         if not _FAULT.match(text):
