@@ -121,9 +121,9 @@ def test_json_round_trips_and_is_valid():
     assert document["summary"]["changes"] == len(document["steps"])
 
 
-def test_text_view_is_pinned():
+def test_text_and_json_views_are_pinned():
     plan = diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p")
     text = plan_text(plan)
-    golden = GOLDEN / "plan.txt"
-    assert text == golden.read_text(), "the text view changed; if on purpose, update tests/golden/plan.txt"
+    assert text == (GOLDEN / "plan.txt").read_text(), "the text view changed; if on purpose, update tests/golden/"
     assert plan_text(from_json(to_json(plan))) == text
+    assert to_json(plan) == json.loads((GOLDEN / "plan.json").read_text()), "the JSON view changed"
