@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from . import queries
+from . import steps as st
 from .address import Address
 from .client import Client
 from .errors import FatalError, Rejected, RemoteError, TransientError
@@ -24,17 +25,7 @@ from .model import COMPLETE, key, path_key, same_path
 from .planner import trial_options
 from .remote import Project
 from .scheduler import Outcome, Result, Scheduler
-from .steps import (
-    Action,
-    CreateSession,
-    CreateSubject,
-    Plan,
-    Step,
-    UpdateSessionMetadata,
-    UpdateSubjectMetadata,
-    UpdateTrialMetadata,
-    UploadFile,
-)
+from .steps import Action, Plan, Step
 
 T = TypeVar("T")
 BATCH_SIZE = 50
@@ -113,7 +104,7 @@ class Executor:
     # -- subjects and sessions ------------------------------------------------------------------------------
     def _create_subject(self, steps: list[Step]) -> None:
         [step] = steps
-        payload: CreateSubject = step.payload
+        payload: st.CreateSubject = step.payload
 
         def find() -> str | None:
             listing = self.client.call(queries.SUBJECT_LIST, {"projectId": self.project.id})["node"]["patientsList"]
@@ -126,13 +117,13 @@ class Executor:
 
     def _update_subject(self, steps: list[Step]) -> None:
         [step] = steps
-        payload: UpdateSubjectMetadata = step.payload
+        payload: st.UpdateSubjectMetadata = step.payload
         self.client.call(queries.UPDATE_SUBJECT, {"patientId": self._id(step.target),
                                                   "metadata": json.dumps(payload.metadata)})
 
     def _create_session(self, steps: list[Step]) -> None:
         [step] = steps
-        payload: CreateSession = step.payload
+        payload: st.CreateSession = step.payload
         subject_id = self._id(step.target.parent)
 
         def find() -> str | None:
@@ -145,7 +136,7 @@ class Executor:
 
     def _update_session(self, steps: list[Step]) -> None:
         [step] = steps
-        payload: UpdateSessionMetadata = step.payload
+        payload: st.UpdateSessionMetadata = step.payload
         self.client.call(queries.UPDATE_SESSION, {
             "sessionId": self._id(step.target), "sessionName": payload.name,
             "sessionMetadata": json.dumps(payload.stored), "sessionDate": payload.date})
@@ -180,7 +171,7 @@ class Executor:
         """Set title and trial template of a session's trials in one request."""
         inputs = {}
         for i, step in enumerate(steps):
-            payload: UpdateTrialMetadata = step.payload
+            payload: st.UpdateTrialMetadata = step.payload
             with self._ids_lock:
                 file_ids = [self.ids[t] for t in payload.side_files if t in self.ids]
             options = trial_options(payload.base_options, payload.side, payload.representative, file_ids)
@@ -195,7 +186,7 @@ class Executor:
         outcomes: dict[str, Outcome] = {}
         pending = []
         for step in steps:
-            payload: UploadFile = step.payload
+            payload: st.UploadFile = step.payload
             if Path(payload.source).stat().st_size != payload.size:
                 outcomes[step.id] = Outcome(f"{payload.source} changed since it was planned; plan again")
             else:
@@ -216,7 +207,7 @@ class Executor:
             todo = [s for s in pending if s.id not in created and s.id not in outcomes]
             if not todo:
                 return True
-            payloads: list[UploadFile] = [s.payload for s in todo]
+            payloads: list[st.UploadFile] = [s.payload for s in todo]
             inputs = {f"a{i}": {"clipId": self._id(s.target.parent), "dataType": p.data_type, "crc32c": p.crc32c,
                                 "filename": p.name, "clientId": p.client_id}
                       for i, (s, p) in enumerate(zip(todo, payloads, strict=True))}
@@ -263,7 +254,7 @@ class Executor:
 
     def _put(self, step: Step, created: dict, orphans: set[tuple[str, str, str]]) -> int:
         """Upload one file to its new record; then remove the records it replaces."""
-        payload: UploadFile = step.payload
+        payload: st.UploadFile = step.payload
         data_id = created["data"]["id"]
         self.client.upload(created["uploadUrl"], Path(payload.source), payload.size, payload.crc32c, self.on_bytes)
         self._set_id(step.target, data_id)

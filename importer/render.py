@@ -5,19 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import steps as st
 from .address import Address
-from .steps import (
-    Action,
-    CreateSession,
-    CreateSubject,
-    CreateTrial,
-    Plan,
-    Step,
-    UpdateSessionMetadata,
-    UpdateSubjectMetadata,
-    UpdateTrialMetadata,
-    UploadFile,
-)
+from .steps import Action, Plan, Step
 
 _INDENT = {"subject": 0, "session": 1, "trial": 2, "file": 3}
 
@@ -37,21 +27,21 @@ def _fields(changes: dict[str, Any]) -> str:
 
 def _label(step: Step) -> str:
     match step.payload:
-        case CreateSubject(mrn=mrn):
+        case st.CreateSubject(mrn=mrn):
             return f"subject {step.target.subject}" + (f" (MRN {mrn})" if mrn else "")
-        case UpdateSubjectMetadata() | UpdateSessionMetadata():
+        case st.UpdateSubjectMetadata() | st.UpdateSessionMetadata():
             payload = step.payload
             parts = [f"metadata: {_fields(payload.changes)}"] if payload.changes else []
-            parts += [f"date {payload.date}"] if isinstance(payload, UpdateSessionMetadata) and payload.date else []
+            parts += [f"date {payload.date}"] if isinstance(payload, st.UpdateSessionMetadata) and payload.date else []
             parts += [f"(server keeps {', '.join(payload.kept)})"] if payload.kept else []
             return " ".join(parts)
-        case CreateSession(date=date):
+        case st.CreateSession(date=date):
             return f"session {step.target.session}" + (f" ({date})" if date else " (no date)")
-        case CreateTrial(title=title, condition=condition):
+        case st.CreateTrial(title=title, condition=condition):
             return f"trial {condition}/{title}"
-        case UploadFile(data_type=data_type, size=file_size):
+        case st.UploadFile(data_type=data_type, size=file_size):
             return f"file {step.target.file} ({data_type}, {size(file_size)})"
-        case UpdateTrialMetadata(side=side, representative=representative):
+        case st.UpdateTrialMetadata(side=side, representative=representative):
             options = [f"side {side}"] if side else []
             options += [f"representative {','.join(representative)}"] if representative else []
             return "options: " + ", ".join(options)

@@ -52,12 +52,16 @@ def _names() -> Any:
 
 @dataclass(frozen=True, slots=True)
 class CreateSubject:
+    """A subject the folders hold and the server lacks; its MRN is set by the metadata step after it."""
+
     name: str
     mrn: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class UpdateSubjectMetadata:
+    """Fills the subject's empty fields; the whole merged object is sent because the service replaces it."""
+
     changes: dict[str, Any]  # field -> {"before", "after"}
     kept: dict[str, Any]  # field -> {"server", "local"}: what the server keeps
     metadata: dict[str, Any]  # the whole merged metadata sent
@@ -65,13 +69,17 @@ class UpdateSubjectMetadata:
 
 @dataclass(frozen=True, slots=True)
 class CreateSession:
+    """A session, created at its projectPath `/<subject>/<session>/`, with its date when one is known."""
+
     name: str
     project_path: str
-    date: str | None = None
+    date: str | None = None  # YYYY-MM-DD
 
 
 @dataclass(frozen=True, slots=True)
 class UpdateSessionMetadata:
+    """Fills the session's empty fields (and its date, only when the server has none)."""
+
     changes: dict[str, Any]
     kept: dict[str, Any]
     name: str
@@ -81,6 +89,8 @@ class UpdateSessionMetadata:
 
 @dataclass(frozen=True, slots=True)
 class CreateTrial:
+    """A trial (clip); its condition is only the last part of its projectPath."""
+
     title: str
     condition: str
     project_path: str
@@ -101,6 +111,8 @@ class UploadFile:
 
 @dataclass(frozen=True, slots=True)
 class UpdateTrialMetadata:
+    """Title and trialTemplate options; `side_files` name the files whose new data ids the options key on."""
+
     title: str
     base_options: dict[str, Any] | None
     side: str | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from importlib import resources
 from pathlib import Path
@@ -129,3 +130,27 @@ def test_text_and_json_views_are_pinned():
     assert text == (GOLDEN / "plan.txt").read_text(), "the text view changed; if on purpose, update tests/golden/"
     assert plan_text(from_json(to_json(plan))) == text
     assert to_json(plan) == json.loads((GOLDEN / "plan.json").read_text()), "the JSON view changed"
+
+
+def test_the_plan_schema_describes_each_actions_payload():
+    from importer.documents import validator
+
+    document = to_json(diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p"))
+    assert not list(validator("plan.schema.json").iter_errors(document))
+    upload = next(s for s in document["steps"] if s["action"] == "upload_file")
+    del upload["detail"]["crc32c"]
+    errors = list(validator("plan.schema.json").iter_errors(document))
+    assert errors and "'crc32c' is a required property" in errors[0].message
+
+
+def test_objects_only_on_the_server_are_kept_in_the_plan_and_counted():
+    extra = Trial("Walk09", "Barefoot", (remote_file("Walk09.c3d", "D9"),), remote_id="T9")
+    server = actual(remote_file("Walk01.c3d", "D1"), remote_file("Old.c3d", "D2"))
+    subject = server.subjects[0]
+    session = dataclasses.replace(subject.sessions[0], trials=(*subject.sessions[0].trials, extra))
+    server = Tree((dataclasses.replace(subject, sessions=(session,)),))
+    plan = diff(desired(local_file("Walk01.c3d", "crc1")), server, {"D1": ("crc1", 10)}, "org/p")
+    assert plan.steps == ()
+    assert sorted((o["kind"], o["target"]) for o in plan.server_only) == [
+        ("file", "/Ann/2025-01-02/Barefoot/Walk01/Old.c3d"), ("trial", "/Ann/2025-01-02/Barefoot/Walk09")]
+    assert plan.summary["server_only"] == 2
