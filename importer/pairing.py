@@ -29,10 +29,6 @@ class Pairing(Generic[L, R]):
         return tuple((item, found[0]) for item, found in self.each if len(found) == 1)
 
     @property
-    def local_only(self) -> tuple[L, ...]:
-        return tuple(item for item, found in self.each if not found)
-
-    @property
     def duplicates(self) -> tuple[tuple[L, tuple[R, ...]], ...]:
         """Local objects whose key several server objects share."""
         return tuple((item, found) for item, found in self.each if len(found) > 1)
