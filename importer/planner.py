@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from . import metadata as md
+from . import render
 from .address import Address
 from .model import COMPLETE, DataFile, Facts, LocalTree, Session, Subject, Tree, Trial, key, session_path, trial_path
 from .pairing import FILE_KEYS, SESSION_KEYS, TRIAL_KEYS, match_subjects, pair
@@ -104,7 +105,8 @@ class _Planner:
             self.on_server_only(target.child(session.name))
 
     def kept(self, target: Address, change: md.MetadataChange) -> None:
-        self.warnings.append(f"{target}: the server keeps its own value for {', '.join(change.kept)}")
+        """A field the folders would change but the server keeps: said with both values, as no step shows it."""
+        self.warnings.append(f"{target}: " + "; ".join(render.kept(name, v) for name, v in change.kept.items()))
 
     def session(self, session: Session, target: Address, server_name: str, remote: Session | None,
                 parent_step: str | None) -> None:

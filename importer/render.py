@@ -10,6 +10,12 @@ from .address import Address
 from .steps import Action, Plan, Step
 
 _INDENT = {"subject": 0, "session": 1, "trial": 2, "file": 3}
+SHORT = 40  # characters of a metadata value shown in the text plan
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`1 change`, `2 changes`: counts read as sentences, not as `1 changes`."""
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"
 
 
 def size(count: int | None) -> str:
@@ -21,20 +27,33 @@ def size(count: int | None) -> str:
     raise AssertionError("unreachable")
 
 
-def _fields(changes: dict[str, Any]) -> str:
-    return ", ".join(("+" if c["before"] is None else "~") + name for name, c in changes.items())
+def value(data: Any, limit: int = SHORT) -> str:
+    """A metadata value as a clinician reads it: `(empty)` for blanks, JSON otherwise, cut at `limit`."""
+    if data in (None, "", [], {}) or (isinstance(data, dict) and data.get("value") in ("", [])):
+        return "(empty)"
+    text = json.dumps(data, ensure_ascii=False, separators=(", ", ": "))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def kept(name: str, values: dict[str, Any]) -> str:
+    """A field the server keeps because it already has another value; both values shown."""
+    return f"server keeps {name} {value(values['server'])} (folders say {value(values['local'])})"
+
+
+def _metadata_lines(payload: st.UpdateSubjectMetadata | st.UpdateSessionMetadata) -> list[str]:
+    """One line per field the step fills, and one per field the server keeps."""
+    return ([f"{name}: {value(c['before'])} → {value(c['after'])}" for name, c in payload.changes.items()]
+            + [kept(name, values) for name, values in payload.kept.items()])
 
 
 def _label(step: Step) -> str:
     match step.payload:
         case st.CreateSubject(mrn=mrn):
             return f"subject {step.target.subject}" + (f" (MRN {mrn})" if mrn else "")
-        case st.UpdateSubjectMetadata() | st.UpdateSessionMetadata():
-            payload = step.payload
-            parts = [f"metadata: {_fields(payload.changes)}"] if payload.changes else []
-            parts += [f"date {payload.date}"] if isinstance(payload, st.UpdateSessionMetadata) and payload.date else []
-            parts += [f"(server keeps {', '.join(payload.kept)})"] if payload.kept else []
-            return " ".join(parts)
+        case st.UpdateSubjectMetadata():
+            return "metadata"
+        case st.UpdateSessionMetadata(changes=changes, date=date):
+            return ", ".join(["metadata"] * bool(changes or not date) + [f"date {date}"] * bool(date))
         case st.CreateSession(date=date):
             return f"session {step.target.session}" + (f" ({date})" if date else " (no date)")
         case st.CreateTrial(title=title, condition=condition):
@@ -66,20 +85,40 @@ def _context(step: Step, shown: set[Address], lines: list[str]) -> None:
         lines.append(f"{'    ' * _INDENT[address.kind]}  {address.kind} {_name(address)}")
 
 
+def _details(step: Step) -> list[str]:
+    """The lines under a step's own line: the values of a metadata change."""
+    match step.payload:
+        case st.UpdateSubjectMetadata() | st.UpdateSessionMetadata():
+            return _metadata_lines(step.payload)
+    return []
+
+
+def _step_lines(step: Step) -> list[str]:
+    reason = f"  [{step.reason}]" if step.reason else ""
+    level = _INDENT[step.target.kind] + step.action.value.startswith("update_")
+    return [f"{'    ' * level}{step.action.sigil:>3} {_label(step)}{reason}",
+            *(f"{'    ' * level}      {line}" for line in _details(step))]
+
+
+def _sections(plan: Plan) -> list[tuple[str, list[str]]]:
+    return [("Unmapped files (not uploaded)", [f"{u['path']}: {u['reason']}" for u in plan.unmapped]),
+            ("Conflicts (left alone)", [f"{c['target']}: {c['reason']}" for c in plan.conflicts]),
+            ("On the server only (left alone)",
+             [f"{o['kind']} {o['target']}" for o in sorted(plan.server_only, key=lambda o: o["target"])]),
+            ("Warnings", list(plan.warnings))]
+
+
 def plan_text(plan: Plan) -> str:
+    """Every change under its subject and session lines, then what is left alone, then the counts."""
     lines = [f"Plan for project {plan.project} ({', '.join(plan.roots) or 'no folders'})", ""]
     shown: set[Address] = set()
     for step in plan.steps:
         _context(step, shown, lines)
         shown.add(step.target)
-        reason = f"  [{step.reason}]" if step.reason else ""
-        level = _INDENT[step.target.kind] + step.action.value.startswith("update_")
-        lines.append(f"{'    ' * level}{step.action.sigil:>3} {_label(step)}{reason}")
+        lines += _step_lines(step)
     if not plan.steps:
         lines.append("No changes: the server already holds what the folders hold.")
-    for title, rows in (("Unmapped files (not uploaded)", [f"{u['path']}: {u['reason']}" for u in plan.unmapped]),
-                        ("Conflicts (left alone)", [f"{c['target']}: {c['reason']}" for c in plan.conflicts]),
-                        ("Warnings", list(plan.warnings))):
+    for title, rows in _sections(plan):
         if rows:
             lines += ["", f"{title}:", *(f"  {row}" for row in rows)]
     lines += ["", summary_line(plan)]
@@ -88,20 +127,23 @@ def plan_text(plan: Plan) -> str:
 
 def summary_line(plan: Plan) -> str:
     s = plan.summary
-    creates = [f"{s[a]} {n}" for a, n in (("create_subject", "subjects"), ("create_session", "sessions"),
-                                           ("create_trial", "trials")) if s[a]]
+    creates = [plural(s[a], noun) for a, noun in (("create_subject", "subject"), ("create_session", "session"),
+                                                  ("create_trial", "trial")) if s[a]]
     updates = sum(s[a.value] for a in Action if a.value.startswith("update_"))
-    return (f"Plan: {s['changes']} changes: {', '.join(creates) or 'nothing'} to create, "
-            f"{s['upload_file']} files to upload and {s['replace_file']} to replace ({size(s['bytes_to_upload'])}), "
-            f"{updates} metadata updates; {s['unmapped']} unmapped, {s['conflicts']} conflicts.")
+    return (f"Plan: {plural(s['changes'], 'change')}: {', '.join(creates) or 'nothing'} to create, "
+            f"{plural(s['upload_file'], 'file')} to upload and {s['replace_file']} to replace "
+            f"({size(s['bytes_to_upload'])}), {plural(updates, 'metadata update')}; {s['unmapped']} unmapped, "
+            f"{plural(s['conflicts'], 'conflict')}, {s['server_only']} on the server only.")
 
 
 def report_line(report: dict[str, Any]) -> str:
+    """The run in one line; the bytes are those actually sent (a cut-short upload's included)."""
     c = report["summary"]
     conflicts = len(report.get("conflicts", []))
-    return (f"Applied {c['applied']} of {c['steps']} steps ({c['failed']} failed, {c['skipped']} skipped, "
-            f"{c['not_attempted']} not attempted), uploaded {size(c['bytes'])} in {c['seconds']:.1f} s"
-            + (f"; {conflicts} conflict{'s' * (conflicts != 1)} left alone (see `plan`)." if conflicts else "."))
+    sent = c.get("bytes_sent", c["bytes"])
+    return (f"Applied {c['applied']} of {plural(c['steps'], 'step')} ({c['failed']} failed, {c['skipped']} skipped, "
+            f"{c['not_attempted']} not attempted), sent {size(sent)} in {c['seconds']:.1f} s"
+            + (f"; {plural(conflicts, 'conflict')} left alone (see `plan`)." if conflicts else "."))
 
 
 def as_json(document: dict[str, Any]) -> str:

@@ -69,7 +69,8 @@ def test_metadata_fills_only_empty_fields_and_replaces_interventions(cli, lab, g
         sessionMetadata: $m) { updated } }""", id=session, m=json.dumps({"metadata": {
         "vicon-leg-length": [{"value": "", "context": "left"}, {"value": "700", "context": "right"}]}}))
     plan = cli("plan", str(lab))
-    assert "(server keeps subject-first-name)" in plan.out and "date 2025-03-14" in plan.out
+    assert 'server keeps subject-first-name "Samuel" (folders say "Sam")' in plan.out
+    assert 'subject-last-name: (empty) → "Jansen"' in plan.out and "~ metadata, date 2025-03-14" in plan.out
     assert cli("apply", str(lab), "--yes").code == 0
     sam = next(p for p in server_tree(gql) if p["name"] == "Subject01")
     metadata = json.loads(sam["metadata"])

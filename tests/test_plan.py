@@ -124,12 +124,54 @@ def test_json_round_trips_and_is_valid():
     assert document["summary"]["changes"] == len(document["steps"])
 
 
-def test_text_and_json_views_are_pinned():
-    plan = diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p")
+def existing_subject_plan():
+    """A subject the server holds already: only its metadata changes, and the server has more than the folders."""
+    local = desired(local_file("Walk01.c3d", "crc1"))
+    subject = local.tree.subjects[0]
+    subject = dataclasses.replace(subject, metadata={"ehr-id": "42", "subject-first-name": "Anne",
+                                                     "subject-middle-name": "New", "notes": NOTES})
+    local = dataclasses.replace(local, tree=Tree((subject,)))
+    server = actual(remote_file("Walk01.c3d", "D1"), remote_file("Old.c3d", "D2"))
+    remote = server.subjects[0]
+    old_session = Session("2019-06-01", date="2019-06-01", remote_id="SE0", remote_path="/Ann/2019-06-01/")
+    remote = dataclasses.replace(remote, sessions=(old_session, *remote.sessions), metadata={
+        "ehr-id": "42", "subject-first-name": "Anna", "subject-middle-name": "", "notes": ""})
+    return diff(local, Tree((remote,)), {"D1": ("crc1", 10)}, "org/p")
+
+
+NOTES = "Walks with a posterior leaf-spring orthosis on the left since 2023"
+CASES = {"plan": lambda: diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p"),
+         "plan-existing": existing_subject_plan}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_text_and_json_views_are_pinned(case: str):
+    plan = CASES[case]()
     text = plan_text(plan)
-    assert text == (GOLDEN / "plan.txt").read_text(), "the text view changed; if on purpose, update tests/golden/"
+    assert text == (GOLDEN / f"{case}.txt").read_text(), "the text view changed; if on purpose, update tests/golden/"
     assert plan_text(from_json(to_json(plan))) == text
-    assert to_json(plan) == json.loads((GOLDEN / "plan.json").read_text()), "the JSON view changed"
+    assert to_json(plan) == json.loads((GOLDEN / f"{case}.json").read_text()), "the JSON view changed"
+
+
+def test_a_metadata_change_of_an_existing_subject_shows_its_values_and_what_the_server_keeps():
+    plan = existing_subject_plan()
+    assert [s.action for s in plan.steps] == [Action.UPDATE_SUBJECT_METADATA]
+    text = plan_text(plan)
+    assert 'subject-middle-name: (empty) → "New"' in text
+    assert 'server keeps subject-first-name "Anna" (folders say "Anne")' in text
+    assert f'notes: (empty) → "{NOTES[:38]}…' in text and NOTES not in text
+    assert "On the server only (left alone):\n  session /Ann/2019-06-01\n" in text
+    assert "file /Ann/2025-01-02/Barefoot/Walk01/Old.c3d" in text
+    assert text.rstrip().endswith("1 change: nothing to create, 0 files to upload and 0 to replace (0 B), "
+                                  "1 metadata update; 1 unmapped, 0 conflicts, 2 on the server only.")
+
+
+def test_what_the_server_keeps_without_any_change_is_a_warning_with_both_values():
+    local = desired(local_file("Walk01.c3d", "crc1"))
+    subject = dataclasses.replace(local.tree.subjects[0], metadata={"ehr-id": "42", "first": "B"})
+    plan = diff(dataclasses.replace(local, tree=Tree((subject,))), actual(remote_file("Walk01.c3d", "D1")),
+                {"D1": ("crc1", 10)}, "org/p")
+    assert plan.steps == () and plan.warnings == ('/Ann: server keeps first "A" (folders say "B")',)
 
 
 def test_the_plan_schema_describes_each_actions_payload():
