@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import signal
 import sys
@@ -15,7 +16,9 @@ from . import documents, render, report, shard, workflow
 from .cancel import Cancellation
 from .errors import ExitCode, ImportToolError, InputError
 from .progress import TqdmHandler
+from .render import plural
 from .scan import LAYOUTS, ScanOptions
+from .selection import Selection
 from .steps import ConflictPolicy, Plan, from_json, to_json
 from .workflow import Settings
 
@@ -70,7 +73,8 @@ def _settings(args: argparse.Namespace) -> Settings:
                     on_conflict=ConflictPolicy(getattr(args, "on_conflict", "skip")), jobs=getattr(args, "jobs", 8),
                     verify=getattr(args, "verify", False), attempts=getattr(args, "attempts", 6),
                     shard=shard.parse(args.shard) if getattr(args, "shard", None) else None,
-                    scan=ScanOptions(args.layout, types))
+                    scan=ScanOptions(args.layout, types),
+                    selection=Selection(tuple(args.include), tuple(args.exclude), tuple(args.subject)))
 
 
 def _setup_logging(quiet: bool, log_file: Path | None) -> None:
@@ -92,8 +96,9 @@ def _validate(args: argparse.Namespace) -> int:
     subjects = local.tree.subjects
     sessions = [se for s in subjects for se in s.sessions]
     trials = [t for se in sessions for t in se.trials]
-    print(f"valid: {len(subjects)} subjects, {len(sessions)} sessions, {len(trials)} trials, "
-          f"{sum(len(t.files) for t in trials)} files; {len(local.unmapped)} unmapped")
+    print(f"valid: {plural(len(subjects), 'subject')}, {plural(len(sessions), 'session')}, "
+          f"{plural(len(trials), 'trial')}, {plural(sum(len(t.files) for t in trials), 'file')}; "
+          f"{len(local.unmapped)} unmapped")
     for unmapped in local.unmapped:
         print(f"  unmapped: {unmapped.path}: {unmapped.reason}")
     for warning in local.warnings:
@@ -125,13 +130,24 @@ def _saved_plan(path: Path) -> Plan:
                                     "save plans with `moveshelf-import plan ... --out PLAN.json`"))
 
 
+def _stale(target: str, action: str) -> None:
+    print(f"not applied: {target} ({action}): {workflow.STALE}", file=sys.stderr)
+
+
+def _dry_run(args: argparse.Namespace, saved: Plan | None) -> int:
+    """`apply --dry-run`: the plan apply would carry out, shown and not applied; exits like `plan`."""
+    the_plan, stale = workflow.preview(_settings(args), saved)
+    print(render.plan_text(the_plan), end="")
+    for step in stale:
+        _stale(str(step.target), step.action.value)
+    return ExitCode.OK
+
+
 def _apply(args: argparse.Namespace) -> int:
-    _setup_logging(args.quiet, args.log_file)
     saved = _saved_plan(args.plan) if args.plan else None
-    if not args.paths:
-        if saved is None or not saved.paths:
-            raise InputError("no PATH given", "name the folders to import, or pass --plan PLAN.json")
-        args.paths = [Path(p) for p in saved.paths]
+    if args.dry_run:
+        return _dry_run(args, saved)
+    _setup_logging(args.quiet, args.log_file)
     mode = "quiet" if args.quiet else ("bars" if sys.stderr.isatty() else "lines")
     the_plan, outcome = workflow.apply(_settings(args), mode, _confirm(args), saved, args.cancel)
     if outcome is None:
@@ -146,7 +162,7 @@ def _outcome(outcome: dict, report_file: Path | None) -> int:
         report_file.write_text(render.as_json(outcome))
     for step in outcome["steps"]:
         if step["error"] == workflow.STALE:
-            print(f"stale, not applied: {step['target']} ({step['action']})", file=sys.stderr)
+            _stale(step["target"], step["action"])
     print(render.report_line(outcome))
     SUMMARY.info(render.report_line(outcome))
     match outcome["outcome"]:
@@ -154,7 +170,8 @@ def _outcome(outcome: dict, report_file: Path | None) -> int:
             print(f"error: {outcome.get('fatal')}", file=sys.stderr)
             return ExitCode.FATAL
         case "interrupted":
-            print("interrupted: re-run the same command to resume", file=sys.stderr)
+            print(f"interrupted: {plural(outcome['summary']['not_attempted'], 'step')} not started; run the same "
+                  "command to resume", file=sys.stderr)
             return ExitCode.INTERRUPTED
         case "partial":
             print(_attention(outcome), file=sys.stderr)
@@ -163,14 +180,17 @@ def _outcome(outcome: dict, report_file: Path | None) -> int:
 
 
 def _attention(outcome: dict) -> str:
-    """Why a person should look at a partial run."""
-    summary = outcome["summary"]
+    """Why a person should look at a partial run, and what to do: a stale step needs a new plan, not a re-run."""
+    stale = sum(s["error"] == workflow.STALE for s in outcome["steps"])
+    unfinished = outcome["summary"]["steps"] - outcome["summary"]["applied"] - stale
     reasons = []
-    if summary["steps"] > summary["applied"]:
-        reasons.append(f"{summary['steps'] - summary['applied']} step(s) did not apply (see above); re-run the same "
-                       "command to resume")
+    if unfinished:
+        reasons.append(f"{plural(unfinished, 'step')} did not apply (see above); run the same command to resume")
+    if stale:
+        reasons.append(f"{plural(stale, 'step')} {workflow.STALE}")
     if outcome.get("conflicts"):
-        reasons.append(f"{len(outcome['conflicts'])} conflict(s) left alone: see `plan`, or use --on-conflict replace")
+        reasons.append(f"{plural(len(outcome['conflicts']), 'conflict')} left alone: see `plan`, or use "
+                       "--on-conflict replace")
     return "attention: " + "; ".join(reasons)
 
 
@@ -181,6 +201,14 @@ def _merge(args: argparse.Namespace) -> int:
 def _add_input_options(command: argparse.ArgumentParser, optional_paths: bool = False) -> None:
     command.add_argument("paths", nargs="*" if optional_paths else "+", type=Path, metavar="PATH",
                          help="an import root (subject folders below it), a subject folder or a session folder")
+    command.add_argument("--include", action="append", default=[], metavar="GLOB",
+                         help="only sessions whose subject/session or subject folder path (relative to the import "
+                              "root) matches, e.g. 'Smith*' (repeatable)")
+    command.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                         help="leave out sessions whose subject/session or subject folder path matches, e.g. "
+                              "'*/2019-*' (repeatable)")
+    command.add_argument("--subject", action="append", default=[], metavar="NAME_OR_MRN",
+                         help="only this subject, by folder name or MRN (repeatable)")
     command.add_argument("--layout", choices=LAYOUTS, default="auto",
                          help="what PATH is; auto: a folder holding moveshelf_config_import.json is a session, "
                               "one whose subfolders hold it is a subject, else a root (default: auto)")
@@ -197,7 +225,7 @@ def _add_server_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--on-conflict", choices=[p.value for p in ConflictPolicy], default="skip",
                          help="a server file with the same name and other content: skip (report it), replace "
                               "(upload, then delete the old record) or fail (write nothing) (default: skip)")
-    command.add_argument("--jobs", type=int, default=8, metavar="N",
+    command.add_argument("-j", "--jobs", type=int, default=8, metavar="N",
                          help="requests and uploads at once (default: %(default)s)")
     command.add_argument("--attempts", type=int, default=6, metavar="N",
                          help="tries per request before a step counts as failed (default: %(default)s)")
@@ -211,10 +239,18 @@ def _add_server_options(command: argparse.ArgumentParser) -> None:
                               "name; each shard keeps its own journal and lock")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("moveshelf-import")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moveshelf-import", description=_DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = commands.add_parser("validate", help="check folders and config files; no network",
@@ -240,10 +276,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_server_options(apply)
     apply.add_argument("--plan", type=Path, metavar="PLAN.json",
                        help="apply exactly this saved plan; steps the folders or the server have made stale are "
-                            "reported and not applied (PATH defaults to the plan's)")
-    apply.add_argument("--yes", action="store_true", help="do not ask for confirmation on a terminal")
+                            "reported and not applied (PATH and --project default to the plan's)")
+    apply.add_argument("--dry-run", action="store_true",
+                       help="show what apply would do (with --plan: which saved steps still hold) and write nothing")
+    apply.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation on a terminal")
     apply.add_argument("--report", type=Path, metavar="R.json", help="write a JSON report of every step")
-    apply.add_argument("--quiet", action="store_true", help="print only the summary line and errors (for cron)")
+    apply.add_argument("-q", "--quiet", action="store_true", help="print only the summary line and errors (for cron)")
     apply.add_argument("--log-file", type=Path, metavar="FILE", help="also append progress and errors here")
     apply.set_defaults(run=_apply)
 

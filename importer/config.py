@@ -63,8 +63,9 @@ def load_connection(config: Path | None = None) -> Connection:
     return Connection(api_url=api_url, api_key=key, config_file=str(path))
 
 
-def project_name(given: str | None) -> str:
-    name = given or os.environ.get("MOVESHELF_PROJECT")
+def project_name(given: str | None, default: str | None = None) -> str:
+    """`--project`, else MOVESHELF_PROJECT, else `default` (a saved plan's project)."""
+    name = given or os.environ.get("MOVESHELF_PROJECT") or default
     if not name:
         raise InputError("no project given", "pass --project ORGANIZATION/PROJECT or set MOVESHELF_PROJECT")
     return name

@@ -6,6 +6,7 @@ lock is taken before the project's subjects are read, and nothing is written bef
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import checksum, report, shard
+from . import checksum, report, selection, shard
 from .cancel import Cancellation
 from .client import Client
 from .config import load_connection, project_name
@@ -26,10 +27,11 @@ from .progress import Progress
 from .remote import Project, find_project, gather_facts, read_state
 from .scan import ScanOptions, scan
 from .scheduler import Result, Status
+from .selection import Selection
 from .state import run_lock, state_dir
 from .steps import ConflictPolicy, Plan, Step
 
-STALE = "stale: the folders or the server changed since the plan was saved; run plan again"
+STALE = "changed since the plan was made: run plan again"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Settings:
     attempts: int = 6
     shard: tuple[int, int] | None = None
     scan: ScanOptions = field(default_factory=ScanOptions)
+    selection: Selection = field(default_factory=Selection)
 
 
 @dataclass
@@ -59,8 +62,22 @@ class Context:
 
 
 def validate(settings: Settings) -> LocalTree:
-    """Check the folders and their config files; no network. Raises InvalidInput."""
-    return shard.select(scan(list(settings.paths), settings.scan), settings.shard)
+    """Check the folders and their config files; no network. Raises InvalidInput.
+
+    Every folder given is checked, selected or not, so a selection never hides a broken config.
+    """
+    local = selection.select(scan(list(settings.paths), settings.scan), settings.selection)
+    return shard.select(local, settings.shard)
+
+
+def with_saved(settings: Settings, saved: Plan | None) -> Settings:
+    """A saved plan names its project and folders: used where the command line and environment do not."""
+    paths = settings.paths or tuple(Path(p) for p in (saved.paths if saved else ()))
+    if not paths:
+        raise InputError("no PATH given", "name the folders to import, or pass --plan PLAN.json")
+    if saved is None:
+        return settings
+    return dataclasses.replace(settings, project=project_name(settings.project, saved.project), paths=paths)
 
 
 @contextmanager
@@ -85,10 +102,25 @@ def make_plan(settings: Settings, context: Context, local: LocalTree) -> Plan:
     return diff(local, actual, facts, context.project.name, settings.on_conflict)
 
 
-def plan(settings: Settings) -> Plan:
+def _checked(settings: Settings, context: Context, local: LocalTree, saved: Plan | None
+             ) -> tuple[Plan, tuple[Step, ...]]:
+    """A fresh plan; with a saved plan, only its steps a fresh plan confirms, and the stale rest."""
+    if saved is not None and saved.project != context.project.name:
+        raise InputError(f"the saved plan is for project {saved.project!r}, not {context.project.name!r}")
+    the_plan = make_plan(settings, context, local)
+    return approve(saved, the_plan) if saved is not None else (the_plan, ())
+
+
+def preview(settings: Settings, saved: Plan | None = None) -> tuple[Plan, tuple[Step, ...]]:
+    """What `apply` would do, and the saved plan's stale steps; writes nothing to the server, takes no lock."""
+    settings = with_saved(settings, saved)
     local = validate(settings)
     with connect(settings) as context:
-        return make_plan(settings, context, local)
+        return _checked(settings, context, local, saved)
+
+
+def plan(settings: Settings) -> Plan:
+    return preview(settings)[0]
 
 
 def apply(settings: Settings, progress_mode: str = "lines", confirm: Callable[[Plan], bool] = lambda plan: True,
@@ -99,13 +131,10 @@ def apply(settings: Settings, progress_mode: str = "lines", confirm: Callable[[P
     the others are reported as stale. Raises on invalid input, on conflicts under `fail`,
     and when another run holds the lock.
     """
+    settings = with_saved(settings, saved)
     local = validate(settings)
     with connect(settings, cancel) as context, run_lock(context.folder, local.roots, context.project.name):
-        if saved is not None and saved.project != context.project.name:
-            raise InputError(f"the saved plan is for project {saved.project!r}, not {context.project.name!r}")
-        the_plan, stale = make_plan(settings, context, local), ()
-        if saved is not None:
-            the_plan, stale = approve(saved, the_plan)
+        the_plan, stale = _checked(settings, context, local, saved)
         if settings.on_conflict is ConflictPolicy.FAIL and the_plan.conflicts:
             raise FatalError(f"{len(the_plan.conflicts)} conflict(s) and --on-conflict fail; nothing was written:\n"
                              + "\n".join(f"  {c['target']}: {c['reason']}" for c in the_plan.conflicts),

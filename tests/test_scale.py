@@ -77,7 +77,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, lab, gql: Gql, expec
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
-    assert "re-run the same command to resume" in err
+    assert "steps not started; run the same command to resume" in err
     report = json.loads((tmp_path / "r.json").read_text())
     summary = report["summary"]
     assert report["outcome"] == "interrupted" and summary["not_attempted"] > 0
@@ -96,7 +96,10 @@ def test_a_saved_plan_applies_only_what_is_still_true(cli, lab, gql: Gql, tmp_pa
     (lab / "Subject02/2025-05-20/Walk02.png").write_bytes(b"\x89PNG new image")
     result = cli("apply", "--plan", str(tmp_path / "plan.json"), "--yes", "--report", str(tmp_path / "r.json"))
     assert result.code == 3
-    assert "stale, not applied: /Subject02/2025-05-20/Orthosis/Walk01/Walk01.GCD (upload_file)" in result.err
+    assert ("not applied: /Subject02/2025-05-20/Orthosis/Walk01/Walk01.GCD (upload_file): changed since the plan "
+            "was made: run plan again") in result.err
+    assert "attention: 2 steps changed since the plan was made: run plan again" in result.err
+    assert "run the same command" not in result.err  # it would apply the same stale steps again: none
     report = json.loads((tmp_path / "r.json").read_text())
     statuses = {s["id"]: s["status"] for s in report["steps"]}
     assert set(statuses) == {s["id"] for s in saved["steps"]}
