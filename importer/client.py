@@ -183,21 +183,28 @@ class Client:
 
     # -- storage -----------------------------------------------------------------------------------------
     def upload(self, url: str, path: Path, size: int, crc32c: str, progress: Callable[[int], None]) -> None:
-        """PUT a file to a signed URL, streamed; repeated on transient failure (same URL, same bytes)."""
+        """PUT a file to a signed URL, streamed; repeated on transient failure (same URL, same bytes).
+
+        `progress(n)` hears of every chunk as it goes out (n > 0); after an attempt that did not
+        succeed it hears `-sent`: those bytes are not stored and must go again (or never will).
+        The bytes sent stay sent: a listener that counts traffic ignores the negative calls.
+        """
 
         def put() -> None:
             body = _Body(path, size, progress, self.cancel)
+            stored = False
             try:
                 with self._request_slot():
                     response = self._http().put(url, data=body, timeout=self._timeout, headers={
                         "Content-Type": "application/octet-stream", "x-goog-hash": f"crc32c={crc32c}"})
+                self._check(response, "storage")
+                stored = True
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise TransientError(f"upload interrupted: {type(exc).__name__}") from None
             finally:
                 body.close()
-                progress(-body.sent)
-            self._check(response, "storage")
-            progress(size)
+                if not stored:
+                    progress(-body.sent)
 
         self.retrying(put, "storage")
 

@@ -19,7 +19,7 @@ from . import queries
 from . import steps as st
 from .address import Address
 from .client import Client
-from .errors import FatalError, Rejected, RemoteError, TransientError
+from .errors import FatalError, Interrupted, Rejected, RemoteError, TransientError
 from .journal import Journal
 from .model import COMPLETE, key, path_key, same_path
 from .planner import trial_options
@@ -61,14 +61,14 @@ def group_of(step: Step) -> Hashable | None:
 
 class Executor:
     def __init__(self, plan: Plan, client: Client, project: Project, journal: Journal, jobs: int = 8,
-                 on_bytes: Callable[[int], None] = lambda n: None,
+                 on_upload: Callable[[str, int], Callable[[int], None]] = lambda name, size: lambda n: None,
                  on_result: Callable[[StepResult], None] = lambda r: None) -> None:
         self.plan = plan
         self.client = client
         self.project = project
         self.journal = journal
         self.jobs = max(1, jobs)
-        self.on_bytes = on_bytes
+        self.on_upload = on_upload  # (file name, size) -> the byte counter of that file's upload
         self.on_result = on_result
         self.ids = dict(plan.ids)
         self._ids_lock = threading.Lock()
@@ -227,11 +227,12 @@ class Executor:
         for step_id, future in uploads.items():
             try:
                 outcomes[step_id] = Outcome(bytes=future.result())
-            except (RemoteError, OSError) as exc:
+            except (RemoteError, OSError, Interrupted) as exc:  # the others' outcomes stand (uploaded or not)
                 outcomes[step_id] = Outcome(str(exc) or type(exc).__name__)
         sent = {created[i]["data"]["id"]: i for i, o in outcomes.items() if i in created and o.error is None}
         for data_id in self._not_complete(session_id, set(sent)):
-            outcomes[sent[data_id]] = Outcome("uploaded, but the server has not marked the file Complete")
+            outcomes[sent[data_id]] = Outcome("uploaded, but the server has not marked the file Complete",
+                                              outcomes[sent[data_id]].bytes)
         return outcomes
 
     def _not_complete(self, session_id: str, data_ids: set[str]) -> set[str]:
@@ -248,7 +249,7 @@ class Executor:
         if missing:
             try:
                 self.client.retrying(check)
-            except TransientError:
+            except (TransientError, Interrupted):  # unconfirmed: the next plan replaces what is not Complete
                 pass
         return missing
 
@@ -256,7 +257,8 @@ class Executor:
         """Upload one file to its new record; then remove the records it replaces."""
         payload: st.UploadFile = step.payload
         data_id = created["data"]["id"]
-        self.client.upload(created["uploadUrl"], Path(payload.source), payload.size, payload.crc32c, self.on_bytes)
+        self.client.upload(created["uploadUrl"], Path(payload.source), payload.size, payload.crc32c,
+                           self.on_upload(payload.name, payload.size))
         self._set_id(step.target, data_id)
         trial_id = self._id(step.target.parent)
         stale = set(payload.replaces) | {o[2] for o in orphans if o[:2] == (trial_id, key(payload.name))}

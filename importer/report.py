@@ -41,15 +41,19 @@ def outcome_of(results: list[StepResult], plan: Plan, interrupted: bool, fatal: 
 
 
 def build(plan: Plan, results: list[StepResult], started: float, finished: float, *, interrupted: bool = False,
-          fatal: str | None = None, shard: tuple[int, int] | None = None) -> dict[str, Any]:
-    """The run's outcome (valid against report.schema.json); the counts add up to the steps."""
+          fatal: str | None = None, shard: tuple[int, int] | None = None, sent: int | None = None) -> dict[str, Any]:
+    """The run's outcome (valid against report.schema.json); the counts add up to the steps.
+
+    `bytes` counts the files stored; `bytes_sent` all that went out (retries and uploads cut short included).
+    """
+    stored = sum(r.bytes for r in results)
     counts = {s.value: sum(r.status is s for r in results) for s in Status}
     document = {
         "format": FORMAT, "version": VERSION, "project": plan.project, "roots": list(plan.roots),
         "outcome": outcome_of(results, plan, interrupted, fatal),
         "started": timestamp(started), "finished": timestamp(finished),
-        "summary": {"steps": len(results), **counts, "bytes": sum(r.bytes for r in results),
-                    "seconds": round(finished - started, 3)},
+        "summary": {"steps": len(results), **counts, "bytes": stored,
+                    "bytes_sent": stored if sent is None else sent, "seconds": round(finished - started, 3)},
         "steps": [{"id": r.node.id, "action": r.node.action.value, "target": str(r.node.target),
                    "status": r.status.value, "error": r.error, "bytes": r.bytes, "seconds": r.seconds,
                    "started": timestamp(r.started), "finished": timestamp(r.finished)} for r in results],
@@ -76,7 +80,9 @@ def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
     started, finished = min(d["started"] for d in documents), max(d["finished"] for d in documents)
     steps = [step for d in documents for step in d["steps"]]
     summary = {"steps": len(steps), **{c: sum(d["summary"][c] for d in documents) for c in COUNTS},
-               "bytes": sum(d["summary"]["bytes"] for d in documents), "seconds": _seconds(started, finished)}
+               "bytes": sum(d["summary"]["bytes"] for d in documents),
+               "bytes_sent": sum(d["summary"].get("bytes_sent", d["summary"]["bytes"]) for d in documents),
+               "seconds": _seconds(started, finished)}
     merged = {"format": FORMAT, "version": VERSION, "project": projects.pop(),
               "roots": sorted({r for d in documents for r in d.get("roots", [])}),
               "outcome": max((d["outcome"] for d in documents), key=OUTCOMES.index),

@@ -150,7 +150,7 @@ def execute(the_plan: Plan, context: Context, settings: Settings, progress_mode:
     total_bytes = sum(s.upload_size for s in the_plan.steps)
     progress = Progress(progress_mode, len(the_plan.steps), total_bytes)
     executor = Executor(the_plan, context.client, context.project, context.journal, settings.jobs,
-                        progress.on_bytes, progress.on_result)
+                        progress.upload, progress.on_result)
     started = time.time()
     try:
         results = executor.run()
@@ -158,4 +158,5 @@ def execute(the_plan: Plan, context: Context, settings: Settings, progress_mode:
         progress.close()
     results += [Result(s, Status.SKIPPED, STALE) for s in stale]
     return report.build(the_plan, results, started, time.time(), interrupted=context.client.cancel.cancelled,
-                        fatal=str(executor.fatal) if executor.fatal else None, shard=settings.shard)
+                        fatal=str(executor.fatal) if executor.fatal else None, shard=settings.shard,
+                        sent=progress.sent)
