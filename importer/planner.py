@@ -226,7 +226,8 @@ def approve(saved: Plan, fresh: Plan) -> tuple[Plan, tuple[Step, ...]]:
         for blocked_id in blocked:
             del approved[blocked_id]
     unseen = [str(s.target) for s in fresh.steps if s.id not in {t.id for t in saved.steps}]
-    warnings = [*fresh.warnings, *([f"{len(unseen)} change(s) not in the saved plan are left for the next plan: "
-                                    + ", ".join(unseen[:5]) + (" ..." if len(unseen) > 5 else "")] if unseen else [])]
+    left = f"{render.plural(len(unseen), 'change')} not in the saved plan {'is' if len(unseen) == 1 else 'are'} left"
+    warnings = [*fresh.warnings, *([f"{left} for the next plan: " + ", ".join(unseen[:5])
+                                    + (" ..." if len(unseen) > 5 else "")] if unseen else [])]
     return (dataclasses.replace(fresh, steps=tuple(approved.values()), warnings=tuple(warnings)),
             tuple(s for s in saved.steps if s.id not in approved))

@@ -106,7 +106,7 @@ def test_a_saved_plan_applies_only_what_is_still_true(cli, lab, gql: Gql, tmp_pa
     stale = sorted(i for i, s in statuses.items() if s == "skipped")
     assert stale == ["update_trial_metadata:/Subject02/2025-05-20/Orthosis/Walk02",
                      "upload_file:/Subject02/2025-05-20/Orthosis/Walk01/Walk01.GCD"]
-    assert "change(s) not in the saved plan" in result.out
+    assert "1 change not in the saved plan is left for the next plan" in result.out
     fresh = cli("plan", str(lab))
     assert "Walk01.GCD" in fresh.out and "Walk02.png" in fresh.out and "Plan: 3 changes" in fresh.out
 
