@@ -39,9 +39,18 @@ def _terminate(*_: object) -> None:
 def _emulator(args: argparse.Namespace) -> int:
     from .emulator.server import EmulatorServer
 
+    if args.complete_after < 0:
+        raise InputError(f"--complete-after must be a number of seconds >= 0, not {args.complete_after:g}")
+
     server = EmulatorServer(args.host, args.port, args.data_dir, tuple(args.project), args.api_key,
-                            args.latency_ms, args.url_ttl)
+                            args.latency_ms, args.url_ttl, clip_path_slash=args.clip_path_slash,
+                            complete_after=args.complete_after, strict_checksum=args.strict_checksum)
     print(f"Moveshelf emulator listening on {server.graphql_url}", flush=True)
+    variants = [name for name, on in (("clip-path-slash", args.clip_path_slash),
+                                      (f"complete-after {args.complete_after:g}s", args.complete_after > 0),
+                                      ("strict-checksum", args.strict_checksum)) if on]
+    if variants:
+        print(f"  variants: {', '.join(variants)}", flush=True)
     print(f"  data: {server.data_dir}   projects: {', '.join(p['name'] for p in server.store.projects())}",
           flush=True)
     if args.write_config:
@@ -271,6 +280,15 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--latency-ms", type=int, default=0, help="delay added to every request, like a network")
     emulator.add_argument("--url-ttl", type=int, default=3600, metavar="SECONDS",
                           help="lifetime of signed upload/download URLs (default: %(default)s)")
+    variants = emulator.add_argument_group(
+        "variants", "behaviour the public sources leave open; see docs/emulator-fidelity.md")
+    variants.add_argument("--clip-path-slash", action="store_true",
+                          help="store and return clip projectPaths with a trailing '/'")
+    variants.add_argument("--complete-after", type=float, default=0.0, metavar="SECONDS",
+                          help="files read 'Processing' for this long after their PUT (default: 0)")
+    variants.add_argument("--strict-checksum", action="store_true",
+                          help="refuse a PUT whose bytes do not match the create mutation's crc32c even "
+                               "without an x-goog-hash header")
     emulator.set_defaults(run=_emulator)
     return parser
 
