@@ -41,6 +41,8 @@ def _label(step: Step) -> str:
             return f"trial {condition}/{title}"
         case st.UploadFile(data_type=data_type, size=file_size):
             return f"file {step.target.file} ({data_type}, {size(file_size)})"
+        case st.RemoveRecord(status=status, why=why):
+            return f"stale record of {step.target.file} ({status}, {why})"
         case st.UpdateTrialMetadata(side=side, representative=representative):
             options = [f"side {side}"] if side else []
             options += [f"representative {','.join(representative)}"] if representative else []

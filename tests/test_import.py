@@ -112,7 +112,8 @@ def test_a_stale_unfinished_upload_is_replaced(cli, lab, gql: Gql, expected):
     assert len(stale) == 1
     gql.faults()
     plan = cli("plan", str(lab))
-    assert "-/+ file" in plan.out and "unfinished upload" in plan.out
+    assert "+ file Run01.GCD" in plan.out and "- stale record of Run01.GCD (Processing, left by an interrupted run)" \
+        in plan.out
     assert cli("apply", str(lab), "--yes").code == 0
     assert inventory(gql) == expected
 
