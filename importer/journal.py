@@ -17,6 +17,8 @@ from pathlib import Path
 
 import platformdirs
 
+from .private import create_private, private_folder
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS content (
   data_id TEXT PRIMARY KEY, crc32c TEXT NOT NULL, size INTEGER NOT NULL, target TEXT, recorded REAL NOT NULL);
@@ -35,8 +37,7 @@ def state_dir(base: Path | None, api_url: str, project: str, shard: tuple[int, i
     if shard:
         name += f"-shard{shard[0]}of{shard[1]}"
     folder = (base or Path(platformdirs.user_state_dir("moveshelf-import"))) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return private_folder(folder)  # the journal holds subject names, i.e. patient names
 
 
 class Journal:
@@ -44,7 +45,7 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(create_private(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)

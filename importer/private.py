@@ -14,6 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
+from .errors import InputError
+from .paths import shown
+
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
 
@@ -27,10 +30,16 @@ def _restrict(path: Path, mode: int) -> None:
 def private_folder(path: Path) -> Path:
     """Create the folder (and missing parents) 0700; an existing one is made 0700 as well, being ours."""
     missing = [p for p in (path, *path.parents) if not p.exists()]
-    for folder in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            folder.mkdir(mode=FOLDER_MODE)
-        _restrict(folder, FOLDER_MODE)
+    try:
+        for folder in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir(mode=FOLDER_MODE)
+            _restrict(folder, FOLDER_MODE)
+        if not path.is_dir():
+            raise NotADirectoryError(0, "it is a file")
+    except OSError as exc:
+        raise InputError(f"cannot create the folder {shown(path)}: {exc.strerror or exc}",
+                         "choose another --state-dir, or fix the path's permissions") from None
     _restrict(path, FOLDER_MODE)
     return path
 
@@ -60,6 +69,24 @@ def write_private(path: Path, text: str) -> Path:
 
 def open_private_append(path: Path) -> TextIO:
     """A log file opened for appending, created 0600 (an existing log is narrowed to 0600 too)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    except OSError as exc:
+        raise InputError(f"cannot open {shown(path)} for appending: {exc.strerror or exc}",
+                         "name a file in an existing folder that you may write") from None
     _restrict(path, FILE_MODE)
     return os.fdopen(descriptor, "a", encoding="utf-8")
+
+
+def check_writable(path: Path | None) -> None:
+    """Refuse an output file that cannot be written before the run starts, not after its work is done."""
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(f"{shown(path)} is a folder; name a file to write", "e.g. --out plan.json")
+    if not folder.is_dir():
+        raise InputError(f"cannot write {shown(path)}: the folder {shown(folder)} does not exist",
+                         "create the folder first or name a file in an existing one")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"cannot write {shown(path)}: permission denied", "name a file you may write")

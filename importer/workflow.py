@@ -25,6 +25,7 @@ from .errors import FatalError, InputError, LockHeld
 from .journal import Journal, state_dir
 from .model import LocalTree
 from .plan import ConflictPolicy, Plan, Step, approve, diff
+from .private import write_private
 from .progress import Progress
 from .remote import Project, find_project, gather_facts, read_state
 from .scan import ScanOptions, scan
@@ -94,7 +95,7 @@ def plan(settings: Settings) -> Plan:
 def run_lock(folder: Path, roots: tuple[str, ...], project: str) -> Iterator[None]:
     """One apply at a time per project and import root. The OS drops the lock when its holder dies."""
     digest = hashlib.sha256("\n".join(roots).encode()).hexdigest()[:10]
-    lock = filelock.FileLock(folder / f"apply-{digest}.lock")
+    lock = filelock.FileLock(folder / f"apply-{digest}.lock", mode=0o600)
     holder = folder / f"apply-{digest}.pid"
     try:
         lock.acquire(timeout=0)
@@ -103,7 +104,7 @@ def run_lock(folder: Path, roots: tuple[str, ...], project: str) -> Iterator[Non
         raise LockHeld(f"another apply (PID {pid}) is running for project {project} and {', '.join(roots)}",
                        "wait for it to finish; a crashed run's lock is released by the operating system") from None
     try:
-        holder.write_text(f"{os.getpid()}\n")
+        write_private(holder, f"{os.getpid()}\n")
         yield
     finally:
         lock.release()
