@@ -235,11 +235,12 @@ def _session(where: _SessionFolder, options: ScanOptions, problems: list[Problem
                    source=str(where.folder)), config
 
 
-def _nearest(name: str, files: list[Path]) -> str:
-    """`; similar file names: Walk3.c3d, Wlak03.c3d` — what the user probably meant, if anything is close."""
-    stems = sorted({p.stem for p in files})
-    close = difflib.get_close_matches(name, stems, n=3, cutoff=0.6)
-    names = sorted(p.name for p in files if p.stem in close)
+def _nearest(name: str, files: list[Path], taken: set[str]) -> str:
+    """`; similar file names found: Walk3.c3d, Wlak03.c3d` — files no trial took that the user may have meant."""
+    folded = {t.casefold() for t in taken}
+    free = [p for p in files if key(p.stem).casefold() not in folded]
+    close = difflib.get_close_matches(name, sorted({p.stem for p in free}), n=3, cutoff=0.6)
+    names = [p.name for stem in close for p in sorted(free) if p.stem == stem]
     return f"; similar file names found: {', '.join(names[:5])}" if names else ""
 
 
@@ -254,12 +255,12 @@ def _check_named_trials(config: SessionConfig | None, trials: list[Trial], files
             if key(name) not in present:
                 problems.append(Problem(file, f"$.conditionDefinition.{condition}[{i}]",
                                         f"trial {name!r} has no file in the session folder (expected e.g. "
-                                        f"{name}.c3d{_nearest(name, files)}); add or rename the file, or remove "
-                                        "the trial"))
+                                        f"{name}.c3d{_nearest(name, files, present)}); add or rename the file, "
+                                        "or remove the trial"))
     if config.conditions is None:
         for section, names in (("representativeTrials", config.representative), ("trialSideSelection", config.sides)):
             problems.extend(Problem(file, f"$.{section}.{name}", f"no trial named {name!r} in the session folder"
-                                    f"{_nearest(name, files)}; rename the file or correct the name")
+                                    f"{_nearest(name, files, present)}; rename the file or correct the name")
                             for name in names if key(name) not in present)
 
 
