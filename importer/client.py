@@ -54,7 +54,7 @@ def _messages(response: requests.Response) -> str:
     try:
         return scrub("; ".join(e["message"] for e in response.json()["errors"]))
     except (ValueError, KeyError, TypeError):
-        return scrub(response.text[:200].strip() or response.reason)
+        return scrub(response.text)[:200].strip() or response.reason  # scrubbed whole: a cut key is still a leak
 
 
 class _Body:

@@ -55,9 +55,9 @@ def _is_loopback(host: str) -> bool:
 def check_api_url(api_url: object, path: Path) -> str:
     """The GraphQL URL, if the key may be sent there: over TLS, or in clear only to this machine (the emulator)."""
     where = f"config file {shown(path)}: $.apiUrl"
-    if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
+    parts = urllib.parse.urlsplit(api_url) if isinstance(api_url, str) else None
+    if parts is None or parts.scheme not in ("http", "https"):
         raise InputError(f"{where}: expected the GraphQL URL, e.g. https://api.moveshelf.com/graphql")
-    parts = urllib.parse.urlsplit(api_url)
     if not parts.hostname:
         raise InputError(f"{where}: {api_url!r} names no host; e.g. https://api.moveshelf.com/graphql")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
