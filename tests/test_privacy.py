@@ -36,7 +36,7 @@ class _Echo(BaseHTTPRequestHandler):
 
     status = 400
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server protocol
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         body = "bad request; you sent:\n" + "".join(f"{k}: {v}\n" for k, v in self.headers.items())
         self.send_response(self.status)
