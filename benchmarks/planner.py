@@ -6,7 +6,7 @@ import sys
 import time
 
 from importer.model import DataFile, LocalTree, Session, Subject, Tree, Trial
-from importer.plan import diff
+from importer.planner import diff
 
 
 def trees(subjects: int) -> tuple[LocalTree, Tree, dict]:

@@ -3,41 +3,24 @@
 The server answers no size or checksum for a stored file, so the journal records, per
 data id, the CRC32C and size of what this tool created it with; a later plan then knows
 server content without downloading it. It also caches file checksums by (path, size,
-mtime) so unchanged files are not read again, and records each step's outcome.
+mtime) so unchanged files are not read again.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
-import platformdirs
-
-from .private import create_private, private_folder
+from .private import create_private
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS content (
   data_id TEXT PRIMARY KEY, crc32c TEXT NOT NULL, size INTEGER NOT NULL, target TEXT, recorded REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS checksum (
   path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, crc32c TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS outcome (
-  run TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL, error TEXT, at REAL NOT NULL,
-  PRIMARY KEY (run, step));
 """
-
-
-def state_dir(base: Path | None, api_url: str, project: str, shard: tuple[int, int] | None = None) -> Path:
-    """The folder of one server, project (and shard)'s journal and lock."""
-    digest = hashlib.sha256(f"{api_url}\n{project}".encode()).hexdigest()[:10]
-    name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', project)}-{digest}"
-    if shard:
-        name += f"-shard{shard[0]}of{shard[1]}"
-    folder = (base or Path(platformdirs.user_state_dir("moveshelf-import"))) / name
-    return private_folder(folder)  # the journal holds subject names, i.e. patient names
 
 
 class Journal:
@@ -83,7 +66,3 @@ class Journal:
 
     def store_checksum(self, path: str, size: int, mtime_ns: int, crc32c: str) -> None:
         self._write("INSERT OR REPLACE INTO checksum VALUES (?, ?, ?, ?)", path, size, mtime_ns, crc32c)
-
-    # -- step outcomes -----------------------------------------------------------------------------------
-    def record_outcome(self, run: str, step: str, status: str, error: str | None) -> None:
-        self._write("INSERT OR REPLACE INTO outcome VALUES (?, ?, ?, ?, ?)", run, step, status, error, time.time())

@@ -15,6 +15,7 @@ ADDITIONAL_FILES = "Additional files"
 RAW_MOTION_DATA = "Raw motion data"
 DEFAULT_CONDITION = "Default"
 COMPLETE = "Complete"
+Facts = dict[str, tuple[str, int]]  # data id -> (crc32c, size) of what the server holds
 
 
 def key(name: str) -> str:
@@ -95,6 +96,15 @@ class LocalTree:
     paths: tuple[str, ...] = ()  # the folders the scan was given
     unmapped: tuple[Unmapped, ...] = ()
     warnings: tuple[str, ...] = ()
+
+
+def path_key(project_path: str) -> str:
+    """A projectPath as a pairing key: the service may or may not return it with a trailing `/`."""
+    return key(project_path.rstrip("/"))
+
+
+def same_path(a: str, b: str) -> bool:
+    return path_key(a) == path_key(b)
 
 
 def session_path(subject_name: str, session_name: str) -> str:

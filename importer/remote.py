@@ -16,12 +16,12 @@ from typing import Any
 import requests
 
 from . import queries
-from .client import Client, TransientError
+from .client import Client
 from .config import unreachable
 from .errors import FatalError
 from .journal import Journal
-from .model import COMPLETE, DataFile, LocalTree, Session, Subject, Tree, Trial, key
-from .plan import Facts, SubjectIndex
+from .model import COMPLETE, DataFile, Facts, LocalTree, Session, Subject, Tree, Trial, key
+from .pairing import match_subjects
 
 SUBJECTS_PER_REQUEST = 10
 
@@ -36,7 +36,7 @@ def find_project(client: Client, name: str) -> Project:
     """The project by name, or a fatal error listing the ones the key can see."""
     try:
         projects = client.call(queries.PROJECTS)["viewer"]["projects"]
-    except (TransientError, requests.RequestException) as exc:
+    except requests.RequestException as exc:  # a URL requests cannot use; transient failures say it themselves
         raise unreachable(client.api_url, str(exc)) from None
     for project in projects:
         if project["name"] == name:
@@ -94,8 +94,7 @@ def read_state(client: Client, project: Project, desired: Tree, jobs: int = 8) -
     """The actual tree: every subject of the project, with whole trees for those the folders match."""
     listing = client.call(queries.SUBJECT_LIST, {"projectId": project.id})["node"]["patientsList"]
     light = tuple(Subject(name=p["name"], mrn=p.get("externalId") or None, remote_id=p["id"]) for p in listing)
-    index = SubjectIndex(light)
-    matched = {m.remote_id for m in (index.match(s)[0] for s in desired.subjects) if m}
+    matched = {m.remote_id for m in match_subjects(desired.subjects, light)[0].values()}
     trees = _read_trees(client, [s.remote_id for s in light if s.remote_id in matched], jobs)
     return Tree(tuple(trees.get(s.remote_id, s) for s in light))
 

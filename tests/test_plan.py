@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from importlib import resources
 from pathlib import Path
@@ -9,9 +10,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from importer.address import Address
 from importer.model import DataFile, LocalTree, Session, Subject, Tree, Trial, Unmapped
-from importer.plan import Action, ConflictPolicy, diff, from_json, to_json
+from importer.planner import diff
 from importer.render import plan_text
+from importer.steps import Action, ConflictPolicy, from_json, to_json
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -41,7 +44,7 @@ def actual(*files: DataFile, name: str = "Ann", options: dict | None = None) -> 
 
 def test_everything_new_is_created_in_dependency_order():
     plan = diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p")
-    assert [(s.action, s.target, s.depends_on) for s in plan.steps] == [
+    assert [(s.action, str(s.target), s.depends_on) for s in plan.steps] == [
         (Action.CREATE_SUBJECT, "/Ann", ()),
         (Action.UPDATE_SUBJECT_METADATA, "/Ann", ("create_subject:/Ann",)),
         (Action.CREATE_SESSION, "/Ann/2025-01-02", ("create_subject:/Ann",)),
@@ -51,14 +54,14 @@ def test_everything_new_is_created_in_dependency_order():
         (Action.UPDATE_TRIAL_METADATA, "/Ann/2025-01-02/Barefoot/Walk01",
          ("create_trial:/Ann/2025-01-02/Barefoot/Walk01", "upload_file:/Ann/2025-01-02/Barefoot/Walk01/Walk01.c3d")),
     ]
-    assert plan.steps[4].detail["project_path"] == "/Ann/2025-01-02/Barefoot"
+    assert plan.steps[4].payload.project_path == "/Ann/2025-01-02/Barefoot"
     assert plan.summary["changes"] == 7 and plan.summary["bytes_to_upload"] == 10
 
 
 def test_matching_server_makes_no_steps():
     plan = diff(desired(local_file("Walk01.c3d", "crc1")), actual(remote_file("Walk01.c3d", "D1")),
                 {"D1": ("crc1", 10)}, "org/p")
-    assert plan.steps == () and plan.ids["/Ann/2025-01-02/Barefoot/Walk01/Walk01.c3d"] == "D1"
+    assert plan.steps == () and plan.ids[Address.parse("/Ann/2025-01-02/Barefoot/Walk01/Walk01.c3d")] == "D1"
 
 
 def test_subject_matched_by_mrn_keeps_the_server_name():
@@ -72,7 +75,7 @@ def test_new_session_of_a_renamed_subject_uses_the_server_path():
     local = desired(local_file("Walk01.c3d"), name="Ann Folder")
     server = Tree((Subject("Ann", mrn="42", metadata={"ehr-id": "42", "first": "A"}, remote_id="P1"),))
     create = next(s for s in diff(local, server, {}, "org/p").steps if s.action is Action.CREATE_SESSION)
-    assert create.detail["project_path"] == "/Ann/2025-01-02/" and create.depends_on == ()
+    assert create.payload.project_path == "/Ann/2025-01-02/" and create.depends_on == ()
 
 
 @pytest.mark.parametrize(("server", "reason"), [
@@ -91,14 +94,14 @@ def test_changed_file_follows_the_conflict_policy(policy, actions, conflicts):
                 {"D1": ("old", 10)}, "org/p", policy)
     assert [s.action for s in plan.steps] == actions and len(plan.conflicts) == conflicts
     if actions:
-        assert plan.steps[0].detail["replaces"] == ["D1"]
+        assert plan.steps[0].payload.replaces == ("D1",)
 
 
 def test_unknown_server_content_is_a_conflict_and_a_stale_record_is_replaced():
     unknown = diff(desired(local_file("Walk01.c3d")), actual(remote_file("Walk01.c3d", "D1")), {}, "org/p")
     assert "cannot be compared" in unknown.conflicts[0]["reason"]
     stale = diff(desired(local_file("Walk01.c3d")), actual(remote_file("Walk01.c3d", "D1", "Processing")), {}, "org/p")
-    assert [(s.action, s.detail["replaces"]) for s in stale.steps] == [(Action.REPLACE_FILE, ["D1"])]
+    assert [(s.action, s.payload.replaces) for s in stale.steps] == [(Action.REPLACE_FILE, ("D1",))]
 
 
 def test_trial_options_step_only_when_they_differ():
@@ -127,3 +130,27 @@ def test_text_and_json_views_are_pinned():
     assert text == (GOLDEN / "plan.txt").read_text(), "the text view changed; if on purpose, update tests/golden/"
     assert plan_text(from_json(to_json(plan))) == text
     assert to_json(plan) == json.loads((GOLDEN / "plan.json").read_text()), "the JSON view changed"
+
+
+def test_the_plan_schema_describes_each_actions_payload():
+    from importer.documents import validator
+
+    document = to_json(diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p"))
+    assert not list(validator("plan.schema.json").iter_errors(document))
+    upload = next(s for s in document["steps"] if s["action"] == "upload_file")
+    del upload["detail"]["crc32c"]
+    errors = list(validator("plan.schema.json").iter_errors(document))
+    assert errors and "'crc32c' is a required property" in errors[0].message
+
+
+def test_objects_only_on_the_server_are_kept_in_the_plan_and_counted():
+    extra = Trial("Walk09", "Barefoot", (remote_file("Walk09.c3d", "D9"),), remote_id="T9")
+    server = actual(remote_file("Walk01.c3d", "D1"), remote_file("Old.c3d", "D2"))
+    subject = server.subjects[0]
+    session = dataclasses.replace(subject.sessions[0], trials=(*subject.sessions[0].trials, extra))
+    server = Tree((dataclasses.replace(subject, sessions=(session,)),))
+    plan = diff(desired(local_file("Walk01.c3d", "crc1")), server, {"D1": ("crc1", 10)}, "org/p")
+    assert plan.steps == ()
+    assert sorted((o["kind"], o["target"]) for o in plan.server_only) == [
+        ("file", "/Ann/2025-01-02/Barefoot/Walk01/Old.c3d"), ("trial", "/Ann/2025-01-02/Barefoot/Walk09")]
+    assert plan.summary["server_only"] == 2
