@@ -14,8 +14,10 @@ from pathlib import Path
 from . import documents, render, report, shard, workflow
 from .cancel import Cancellation
 from .errors import ExitCode, ImportToolError, InputError
+from .private import check_writable, open_private_append, write_private
 from .progress import TqdmHandler
 from .scan import LAYOUTS, ScanOptions
+from .secrets import scrub
 from .steps import ConflictPolicy, Plan, from_json, to_json
 from .workflow import Settings
 
@@ -79,7 +81,7 @@ def _settings(args: argparse.Namespace) -> Settings:
                     on_conflict=ConflictPolicy(getattr(args, "on_conflict", "skip")), jobs=getattr(args, "jobs", 8),
                     verify=getattr(args, "verify", False), attempts=getattr(args, "attempts", 6),
                     shard=shard.parse(args.shard) if getattr(args, "shard", None) else None,
-                    scan=ScanOptions(args.layout, types))
+                    scan=ScanOptions(args.layout, types, args.date_format, args.require_date))
 
 
 def _setup_logging(quiet: bool, log_file: Path | None) -> None:
@@ -91,7 +93,7 @@ def _setup_logging(quiet: bool, log_file: Path | None) -> None:
     console.addFilter(lambda record: record.name != SUMMARY.name)  # stdout has it already
     log.addHandler(console)
     if log_file:
-        handler = logging.FileHandler(log_file)
+        handler = logging.StreamHandler(open_private_append(log_file))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
 
@@ -111,9 +113,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    check_writable(args.out)
     the_plan = workflow.plan(_settings(args))
     if args.out:
-        args.out.write_text(render.as_json(to_json(the_plan)))
+        write_private(args.out, render.as_json(to_json(the_plan)))
     print(render.as_json(to_json(the_plan)) if args.format == "json" else render.plan_text(the_plan), end="")
     return ExitCode.CHANGES_PENDING if args.detailed_exitcode and the_plan.steps else ExitCode.OK
 
@@ -135,6 +138,7 @@ def _saved_plan(path: Path) -> Plan:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    check_writable(args.report)
     _setup_logging(args.quiet, args.log_file)
     saved = _saved_plan(args.plan) if args.plan else None
     if not args.paths:
@@ -152,7 +156,7 @@ def _apply(args: argparse.Namespace) -> int:
 def _outcome(outcome: dict, report_file: Path | None) -> int:
     """Say how a run (or merged runs) went, write the report, and choose the exit code."""
     if report_file:
-        report_file.write_text(render.as_json(outcome))
+        write_private(report_file, render.as_json(outcome))
     for step in outcome["steps"]:
         if step["error"] == workflow.STALE:
             print(f"stale, not applied: {step['target']} ({step['action']})", file=sys.stderr)
@@ -196,6 +200,11 @@ def _add_input_options(command: argparse.ArgumentParser, optional_paths: bool = 
     command.add_argument("--data-type", action="append", default=[], metavar="EXT=TYPE",
                          help="data type for an extension, e.g. gcd=data (repeatable; default: mp4/avi/mov/mkv/mpg "
                               "video, pdf doc, png/jpg/jpeg/webp img, else raw)")
+    command.add_argument("--date-format", metavar="STRPTIME",
+                         help="read session dates in folder names in this form, e.g. %%d-%%m-%%Y for 18-07-2023 "
+                              "(year-first forms such as 2023-07-18 and 20230718 are always read)")
+    command.add_argument("--require-date", action="store_true",
+                         help="a session without a date (config or folder name) is an error, not a warning")
 
 
 def _add_server_options(command: argparse.ArgumentParser) -> None:
@@ -308,12 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     except ImportToolError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:
         if args.debug:
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc}\n  hint: re-run with --debug and report it",
+        print(f"error: unexpected {type(exc).__name__}: {scrub(str(exc))}\n  hint: re-run with --debug and report it",
               file=sys.stderr)
         return ExitCode.FATAL
 

@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from .private import create_private
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS content (
   data_id TEXT PRIMARY KEY, crc32c TEXT NOT NULL, size INTEGER NOT NULL, target TEXT, recorded REAL NOT NULL);
@@ -35,7 +37,7 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(create_private(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
