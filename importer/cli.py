@@ -12,13 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import documents, render, report, shard, workflow
-from .errors import ImportToolError, InputError
-from .plan import ConflictPolicy, Plan, from_json, to_json
+from .cancel import Cancellation
+from .errors import ExitCode, ImportToolError, InputError
+from .private import check_writable, open_private_append, write_private
 from .progress import TqdmHandler
 from .scan import LAYOUTS, ScanOptions
+from .secrets import scrub
+from .steps import ConflictPolicy, Plan, from_json, to_json
 from .workflow import Settings
 
-EXIT_FATAL, EXIT_STEPS_FAILED, EXIT_CHANGES_PENDING, EXIT_INTERRUPTED = 1, 3, 5, 130
 SUMMARY = logging.getLogger("moveshelf_import.summary")  # the run's last line, for --log-file
 
 _DESCRIPTION = """\
@@ -39,9 +41,18 @@ def _terminate(*_: object) -> None:
 def _emulator(args: argparse.Namespace) -> int:
     from .emulator.server import EmulatorServer
 
+    if args.complete_after < 0:
+        raise InputError(f"--complete-after must be a number of seconds >= 0, not {args.complete_after:g}")
+
     server = EmulatorServer(args.host, args.port, args.data_dir, tuple(args.project), args.api_key,
-                            args.latency_ms, args.url_ttl)
+                            args.latency_ms, args.url_ttl, clip_path_slash=args.clip_path_slash,
+                            complete_after=args.complete_after, strict_checksum=args.strict_checksum)
     print(f"Moveshelf emulator listening on {server.graphql_url}", flush=True)
+    variants = [name for name, on in (("clip-path-slash", args.clip_path_slash),
+                                      (f"complete-after {args.complete_after:g}s", args.complete_after > 0),
+                                      ("strict-checksum", args.strict_checksum)) if on]
+    if variants:
+        print(f"  variants: {', '.join(variants)}", flush=True)
     print(f"  data: {server.data_dir}   projects: {', '.join(p['name'] for p in server.store.projects())}",
           flush=True)
     if args.write_config:
@@ -52,7 +63,7 @@ def _emulator(args: argparse.Namespace) -> int:
         pass
     finally:
         server.stop()
-    return 0
+    return ExitCode.OK
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -70,7 +81,7 @@ def _settings(args: argparse.Namespace) -> Settings:
                     on_conflict=ConflictPolicy(getattr(args, "on_conflict", "skip")), jobs=getattr(args, "jobs", 8),
                     verify=getattr(args, "verify", False), attempts=getattr(args, "attempts", 6),
                     shard=shard.parse(args.shard) if getattr(args, "shard", None) else None,
-                    scan=ScanOptions(args.layout, types))
+                    scan=ScanOptions(args.layout, types, args.date_format, args.require_date))
 
 
 def _setup_logging(quiet: bool, log_file: Path | None) -> None:
@@ -82,7 +93,7 @@ def _setup_logging(quiet: bool, log_file: Path | None) -> None:
     console.addFilter(lambda record: record.name != SUMMARY.name)  # stdout has it already
     log.addHandler(console)
     if log_file:
-        handler = logging.FileHandler(log_file)
+        handler = logging.StreamHandler(open_private_append(log_file))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
 
@@ -98,15 +109,16 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"  unmapped: {unmapped.path}: {unmapped.reason}")
     for warning in local.warnings:
         print(f"  warning: {warning}")
-    return 0
+    return ExitCode.OK
 
 
 def _plan(args: argparse.Namespace) -> int:
+    check_writable(args.out)
     the_plan = workflow.plan(_settings(args))
     if args.out:
-        args.out.write_text(render.as_json(to_json(the_plan)))
+        write_private(args.out, render.as_json(to_json(the_plan)))
     print(render.as_json(to_json(the_plan)) if args.format == "json" else render.plan_text(the_plan), end="")
-    return EXIT_CHANGES_PENDING if args.detailed_exitcode and the_plan.steps else 0
+    return ExitCode.CHANGES_PENDING if args.detailed_exitcode and the_plan.steps else ExitCode.OK
 
 
 def _confirm(args: argparse.Namespace) -> Callable[[Plan], bool]:
@@ -126,6 +138,7 @@ def _saved_plan(path: Path) -> Plan:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    check_writable(args.report)
     _setup_logging(args.quiet, args.log_file)
     saved = _saved_plan(args.plan) if args.plan else None
     if not args.paths:
@@ -133,33 +146,45 @@ def _apply(args: argparse.Namespace) -> int:
             raise InputError("no PATH given", "name the folders to import, or pass --plan PLAN.json")
         args.paths = [Path(p) for p in saved.paths]
     mode = "quiet" if args.quiet else ("bars" if sys.stderr.isatty() else "lines")
-    the_plan, outcome = workflow.apply(_settings(args), mode, _confirm(args), saved)
+    the_plan, outcome = workflow.apply(_settings(args), mode, _confirm(args), saved, args.cancel)
     if outcome is None:
         print("Not applied.")
-        return 0
+        return ExitCode.OK
     return _outcome(outcome, args.report)
 
 
 def _outcome(outcome: dict, report_file: Path | None) -> int:
     """Say how a run (or merged runs) went, write the report, and choose the exit code."""
     if report_file:
-        report_file.write_text(render.as_json(outcome))
+        write_private(report_file, render.as_json(outcome))
     for step in outcome["steps"]:
         if step["error"] == workflow.STALE:
             print(f"stale, not applied: {step['target']} ({step['action']})", file=sys.stderr)
     print(render.report_line(outcome))
     SUMMARY.info(render.report_line(outcome))
-    if outcome.get("fatal"):
-        print(f"error: {outcome['fatal']}", file=sys.stderr)
-        return EXIT_FATAL
-    if outcome["interrupted"]:
-        print("interrupted: re-run the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    match outcome["outcome"]:
+        case "fatal":
+            print(f"error: {outcome.get('fatal')}", file=sys.stderr)
+            return ExitCode.FATAL
+        case "interrupted":
+            print("interrupted: re-run the same command to resume", file=sys.stderr)
+            return ExitCode.INTERRUPTED
+        case "partial":
+            print(_attention(outcome), file=sys.stderr)
+            return ExitCode.ATTENTION
+    return ExitCode.OK
+
+
+def _attention(outcome: dict) -> str:
+    """Why a person should look at a partial run."""
     summary = outcome["summary"]
-    if summary["failed"] or summary["skipped"]:
-        print("some steps did not apply (see above); re-run the same command to resume", file=sys.stderr)
-        return EXIT_STEPS_FAILED
-    return 0
+    reasons = []
+    if summary["steps"] > summary["applied"]:
+        reasons.append(f"{summary['steps'] - summary['applied']} step(s) did not apply (see above); re-run the same "
+                       "command to resume")
+    if outcome.get("conflicts"):
+        reasons.append(f"{len(outcome['conflicts'])} conflict(s) left alone: see `plan`, or use --on-conflict replace")
+    return "attention: " + "; ".join(reasons)
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -175,6 +200,11 @@ def _add_input_options(command: argparse.ArgumentParser, optional_paths: bool = 
     command.add_argument("--data-type", action="append", default=[], metavar="EXT=TYPE",
                          help="data type for an extension, e.g. gcd=data (repeatable; default: mp4/avi/mov/mkv/mpg "
                               "video, pdf doc, png/jpg/jpeg/webp img, else raw)")
+    command.add_argument("--date-format", metavar="STRPTIME",
+                         help="read session dates in folder names in this form, e.g. %%d-%%m-%%Y for 18-07-2023 "
+                              "(year-first forms such as 2023-07-18 and 20230718 are always read)")
+    command.add_argument("--require-date", action="store_true",
+                         help="a session without a date (config or folder name) is an error, not a warning")
 
 
 def _add_server_options(command: argparse.ArgumentParser) -> None:
@@ -259,6 +289,15 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--latency-ms", type=int, default=0, help="delay added to every request, like a network")
     emulator.add_argument("--url-ttl", type=int, default=3600, metavar="SECONDS",
                           help="lifetime of signed upload/download URLs (default: %(default)s)")
+    variants = emulator.add_argument_group(
+        "variants", "behaviour the public sources leave open; see docs/emulator-fidelity.md")
+    variants.add_argument("--clip-path-slash", action="store_true",
+                          help="store and return clip projectPaths with a trailing '/'")
+    variants.add_argument("--complete-after", type=float, default=0.0, metavar="SECONDS",
+                          help="files read 'Processing' for this long after their PUT (default: 0)")
+    variants.add_argument("--strict-checksum", action="store_true",
+                          help="refuse a PUT whose bytes do not match the create mutation's crc32c even "
+                               "without an x-goog-hash header")
     emulator.set_defaults(run=_emulator)
     return parser
 
@@ -267,24 +306,25 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; the one place where exceptions become exit codes."""
     parser = _parser()
     args = parser.parse_args(argv)
+    args.cancel = Cancellation()  # this run's: Ctrl-C and SIGTERM (as KeyboardInterrupt) set it
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except ImportToolError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:
         if args.debug:
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc}\n  hint: re-run with --debug and report it",
+        print(f"error: unexpected {type(exc).__name__}: {scrub(str(exc))}\n  hint: re-run with --debug and report it",
               file=sys.stderr)
-        return EXIT_FATAL
+        return ExitCode.FATAL
 
 
 def run() -> None:

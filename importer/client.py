@@ -1,8 +1,8 @@
 """The only module that speaks HTTP: GraphQL calls, streamed uploads, object hashes.
 
-Failures are classified once, here: transient (connection trouble, timeouts, 408, 429,
-5xx, a cut-off answer) may be retried; a rejection (GraphQL errors, other 4xx) may not;
-a refused key ends the run. Reads and idempotent writes are retried here with
+Each HTTP answer is classified here into the failures of `errors`: transient (connection
+trouble, timeouts, 408, 429, 5xx, a cut-off answer) may be retried; a rejection (GraphQL
+errors, other 4xx) may not; a refused key ends the run. Reads and idempotent writes are retried here with
 exponential backoff and jitter, honouring Retry-After; creates are not (`retry=False`),
 because a create that failed after it was sent may have committed: the executor
 re-reads the parent before it tries again.
@@ -12,34 +12,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from .errors import FatalError
+from .cancel import Cancellation
+from .errors import FatalError, Interrupted, Rejected, TransientError, Unreachable
 from .reading import chunks
+from .secrets import remember, scrub
 
 T = TypeVar("T")
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-
-
-class TransientError(Exception):
-    """A failure that may pass; after a write was sent, its outcome is unknown."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class Rejected(Exception):
-    """The service refused the request; repeating it will not help."""
-
-
-class Interrupted(Exception):
-    """The run is stopping (Ctrl-C): no new request is started."""
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -51,26 +38,26 @@ def _retry_after(response: requests.Response) -> float | None:
 
 def _messages(response: requests.Response) -> str:
     try:
-        return "; ".join(e["message"] for e in response.json()["errors"])
+        return scrub("; ".join(e["message"] for e in response.json()["errors"]))
     except (ValueError, KeyError, TypeError):
-        return response.text[:200].strip() or response.reason
+        return scrub(response.text)[:200].strip() or response.reason  # scrubbed whole: a cut key is still a leak
 
 
 class _Body:
     """A file streamed in large chunks (constant memory), counting bytes as they go out."""
 
-    def __init__(self, path: Path, size: int, progress: Callable[[int], None], stop: threading.Event) -> None:
+    def __init__(self, path: Path, size: int, progress: Callable[[int], None], cancel: Cancellation) -> None:
         self._chunks = chunks(path)
         self._size = size
         self._progress = progress
-        self._stop = stop
+        self._cancel = cancel
         self.sent = 0
 
     def __len__(self) -> int:
         return self._size
 
     def read(self, _amount: int = -1) -> bytes:
-        if self._stop.is_set():
+        if self._cancel.cancelled:
             raise Interrupted("interrupted during upload")
         chunk = next(self._chunks, b"")
         self.sent += len(chunk)
@@ -82,16 +69,20 @@ class _Body:
 
 
 class Client:
-    """A Moveshelf GraphQL client: one `requests.Session` per thread, one backoff for all."""
+    """A Moveshelf GraphQL client: one `requests.Session` per thread, one backoff for all, and one bound
+    (`jobs`) on the requests in flight, uploads included, whichever thread sends them."""
 
     def __init__(self, api_url: str, api_key: str, *, attempts: int = 6, max_wait: float = 60.0,
-                 timeout: tuple[float, float] = (10.0, 300.0), stop: threading.Event | None = None) -> None:
+                 timeout: tuple[float, float] = (10.0, 300.0), cancel: Cancellation | None = None,
+                 jobs: int = 8) -> None:
         self.api_url = api_url
         self._api_key = api_key
+        remember(api_key)  # servers may echo it in error bodies
         self._attempts = attempts
         self._max_wait = max_wait
         self._timeout = timeout
-        self.stop = stop or threading.Event()
+        self.cancel = cancel or Cancellation()
+        self._in_flight = threading.BoundedSemaphore(max(1, jobs))
         self._local = threading.local()
         self._pause_until = 0.0
         self._pause_lock = threading.Lock()
@@ -106,15 +97,15 @@ class Client:
             session = self._local.session = requests.Session()
         return session
 
-    def _sleep(self, seconds: float) -> None:
-        if self.stop.wait(max(0.0, seconds)):
-            raise Interrupted("interrupted while waiting to retry")
-
-    def _hold_back(self) -> None:
-        """Wait while the server has asked everyone to slow down (429 with Retry-After)."""
-        if self.stop.is_set():
-            raise Interrupted("interrupted")
-        self._sleep(self._pause_until - time.monotonic())
+    @contextmanager
+    def _request_slot(self) -> Iterator[None]:
+        """Wait while the server has asked everyone to slow down (429 with Retry-After), then take one of the
+        `jobs` slots for the request's whole exchange."""
+        self.cancel.check()
+        self.cancel.sleep(self._pause_until - time.monotonic())
+        with self._in_flight:
+            self.cancel.check()
+            yield
 
     def _slow_down(self, seconds: float) -> None:
         with self._pause_lock:
@@ -126,13 +117,20 @@ class Client:
         after = getattr(error, "retry_after", None)
         return backoff if after is None else max(after, 0.05)
 
-    def retrying(self, action: Callable[[], T]) -> T:
-        """Run `action`, retrying transient failures with backoff."""
-        for attempt in Retrying(stop=stop_after_attempt(self._attempts), wait=self._wait, sleep=self._sleep,
-                                retry=retry_if_exception_type(TransientError), reraise=True):
-            with attempt:
-                return action()
-        raise AssertionError("unreachable")
+    def retrying(self, action: Callable[[], T], where: str | None = None) -> T:
+        """Run `action`, retrying transient failures with backoff; `Unreachable` once the attempts are spent.
+        `where` names what could not be reached (signed storage URLs are secrets and never printed)."""
+        try:
+            for attempt in Retrying(stop=stop_after_attempt(self._attempts), wait=self._wait,
+                                    sleep=self.cancel.sleep, retry=retry_if_exception_type(TransientError),
+                                    reraise=True):
+                with attempt:
+                    return action()
+        except Unreachable:
+            raise
+        except TransientError as exc:
+            raise Unreachable(where or self.api_url, self._attempts, exc) from None
+        raise AssertionError("tenacity returns or raises")
 
     def _check(self, response: requests.Response, what: str) -> None:
         if response.status_code in (401, 403) and what == "GraphQL":
@@ -149,10 +147,11 @@ class Client:
     # -- GraphQL ---------------------------------------------------------------------------------------
     def _post(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         """The whole answer, `data` and `errors`, of one GraphQL request."""
-        self._hold_back()
         try:
-            response = self._http().post(self.api_url, json={"query": query, "variables": variables},
-                                         headers={"Authorization": f"Bearer {self._api_key}"}, timeout=self._timeout)
+            with self._request_slot():
+                response = self._http().post(self.api_url, json={"query": query, "variables": variables},
+                                             headers={"Authorization": f"Bearer {self._api_key}"},
+                                             timeout=self._timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientError(f"no answer from {self.api_url}: {type(exc).__name__}") from None
         self._check(response, "GraphQL")
@@ -169,7 +168,7 @@ class Client:
         """One GraphQL operation; with retry=False a transient failure is raised for the caller to reconcile."""
         body = self._send(query, variables, retry)
         if body.get("errors"):
-            raise Rejected("; ".join(str(e.get("message")) for e in body["errors"]))
+            raise Rejected(scrub("; ".join(str(e.get("message")) for e in body["errors"])))
         return body["data"]
 
     def call_aliased(self, query: str, variables: dict[str, Any], *, retry: bool = True
@@ -179,7 +178,7 @@ class Client:
         errors: dict[str, str] = {}
         for error in body.get("errors") or []:
             alias = (error.get("path") or ["(request)"])[0]
-            errors[str(alias)] = "; ".join(filter(None, [errors.get(str(alias)), str(error.get("message"))]))
+            errors[str(alias)] = scrub("; ".join(filter(None, [errors.get(str(alias)), str(error.get("message"))])))
         if "(request)" in errors or body.get("data") is None:
             raise Rejected(errors.get("(request)") or "; ".join(errors.values()) or "no data in the answer")
         return body["data"], errors
@@ -189,11 +188,11 @@ class Client:
         """PUT a file to a signed URL, streamed; repeated on transient failure (same URL, same bytes)."""
 
         def put() -> None:
-            self._hold_back()
-            body = _Body(path, size, progress, self.stop)
+            body = _Body(path, size, progress, self.cancel)
             try:
-                response = self._http().put(url, data=body, timeout=self._timeout, headers={
-                    "Content-Type": "application/octet-stream", "x-goog-hash": f"crc32c={crc32c}"})
+                with self._request_slot():
+                    response = self._http().put(url, data=body, timeout=self._timeout, headers={
+                        "Content-Type": "application/octet-stream", "x-goog-hash": f"crc32c={crc32c}"})
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise TransientError(f"upload interrupted: {type(exc).__name__}") from None
             finally:
@@ -202,22 +201,22 @@ class Client:
             self._check(response, "storage")
             progress(size)
 
-        self.retrying(put)
+        self.retrying(put, "storage")
 
     def object_hash(self, url: str) -> tuple[str, int] | None:
         """(crc32c, size) of a stored object from a one-byte ranged GET, or None if storage does not say."""
 
         def head() -> requests.Response:
-            self._hold_back()
             try:
-                response = self._http().get(url, headers={"Range": "bytes=0-0"}, timeout=self._timeout)
+                with self._request_slot():
+                    response = self._http().get(url, headers={"Range": "bytes=0-0"}, timeout=self._timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise TransientError(f"no answer from storage: {type(exc).__name__}") from None
             self._check(response, "storage")
             return response
 
         try:
-            response = self.retrying(head)
+            response = self.retrying(head, "storage")
         except Rejected:
             return None
         hashes = dict(part.strip().partition("=")[::2] for part in response.headers.get("x-goog-hash", "").split(","))

@@ -73,6 +73,15 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
+class Facts:
+    """What the server does not say about its file records, from the journal and storage."""
+
+    content: dict[str, tuple[str, int]] = field(default_factory=dict)  # data id -> (crc32c, size) it holds
+    ours: frozenset[str] = frozenset()  # data ids of records this tool created
+    stored: frozenset[str] = frozenset()  # data ids whose bytes storage accepted from this tool
+
+
+@dataclass(frozen=True, slots=True)
 class Tree:
     subjects: tuple[Subject, ...] = ()
 
@@ -95,6 +104,15 @@ class LocalTree:
     paths: tuple[str, ...] = ()  # the folders the scan was given
     unmapped: tuple[Unmapped, ...] = ()
     warnings: tuple[str, ...] = ()
+
+
+def path_key(project_path: str) -> str:
+    """A projectPath as a pairing key: the service may or may not return it with a trailing `/`."""
+    return key(project_path.rstrip("/"))
+
+
+def same_path(a: str, b: str) -> bool:
+    return path_key(a) == path_key(b)
 
 
 def session_path(subject_name: str, session_name: str) -> str:

@@ -12,8 +12,9 @@ import time
 
 from tqdm import tqdm
 
-from .apply import Status, StepResult
+from .executor import StepResult
 from .render import size
+from .scheduler import Status
 
 log = logging.getLogger("moveshelf_import")
 
@@ -54,7 +55,7 @@ class Progress:
             if self._bars:
                 self._bars[0].update(1)
         if result.status is Status.FAILED:
-            log.error(f"failed: {result.step.target} ({result.step.action.value}): {result.error}")
+            log.error(f"failed: {result.node.target} ({result.node.action.value}): {result.error}")
         self._maybe_say()
 
     def _maybe_say(self) -> None:

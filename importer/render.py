@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .plan import Action, Plan
+from . import steps as st
+from .address import Address
+from .steps import Action, Plan, Step
 
-_LEVEL = {1: 0, 2: 1, 4: 2, 5: 3}  # path segments of a target -> indentation (a trial is condition/name)
+_INDENT = {"subject": 0, "session": 1, "trial": 2, "file": 3}
 
 
 def size(count: int | None) -> str:
@@ -23,51 +25,58 @@ def _fields(changes: dict[str, Any]) -> str:
     return ", ".join(("+" if c["before"] is None else "~") + name for name, c in changes.items())
 
 
-def _label(action: Action, detail: dict[str, Any], name: str) -> str:
-    match action:
-        case Action.CREATE_SUBJECT:
-            return f"subject {name}" + (f" (MRN {detail['mrn']})" if detail.get("mrn") else "")
-        case Action.UPDATE_SUBJECT_METADATA | Action.UPDATE_SESSION_METADATA:
-            parts = [f"metadata: {_fields(detail['changes'])}"] if detail.get("changes") else []
-            parts += [f"date {detail['date']}"] if detail.get("date") else []
-            parts += [f"(server keeps {', '.join(detail['kept'])})"] if detail.get("kept") else []
+def _label(step: Step) -> str:
+    match step.payload:
+        case st.CreateSubject(mrn=mrn):
+            return f"subject {step.target.subject}" + (f" (MRN {mrn})" if mrn else "")
+        case st.UpdateSubjectMetadata() | st.UpdateSessionMetadata():
+            payload = step.payload
+            parts = [f"metadata: {_fields(payload.changes)}"] if payload.changes else []
+            parts += [f"date {payload.date}"] if isinstance(payload, st.UpdateSessionMetadata) and payload.date else []
+            parts += [f"(server keeps {', '.join(payload.kept)})"] if payload.kept else []
             return " ".join(parts)
-        case Action.CREATE_SESSION:
-            return f"session {name}" + (f" ({detail['date']})" if detail.get("date") else " (no date)")
-        case Action.CREATE_TRIAL:
-            return f"trial {detail['condition']}/{detail['title']}"
-        case Action.UPLOAD_FILE | Action.REPLACE_FILE:
-            return f"file {name} ({detail['data_type']}, {size(detail.get('size'))})"
-        case Action.UPDATE_TRIAL_METADATA:
-            options = [f"side {detail['side']}"] if detail.get("side") else []
-            options += [f"representative {','.join(detail['representative'])}"] if detail.get("representative") else []
+        case st.CreateSession(date=date):
+            return f"session {step.target.session}" + (f" ({date})" if date else " (no date)")
+        case st.CreateTrial(title=title, condition=condition):
+            return f"trial {condition}/{title}"
+        case st.UploadFile(data_type=data_type, size=file_size):
+            return f"file {step.target.file} ({data_type}, {size(file_size)})"
+        case st.RemoveRecord(status=status, why=why):
+            return f"stale record of {step.target.file} ({status}, {why})"
+        case st.UpdateTrialMetadata(side=side, representative=representative):
+            options = [f"side {side}"] if side else []
+            options += [f"representative {','.join(representative)}"] if representative else []
             return "options: " + ", ".join(options)
-    raise AssertionError(action)
+    raise AssertionError(step.action)
 
 
-def _context(segments: list[str], shown: set[str], lines: list[str]) -> None:
-    """Lines naming the unchanged parents of a change, so every change reads in place."""
-    for depth in (1, 2, 4):
-        if len(segments) > depth:
-            prefix = "/" + "/".join(segments[:depth])
-            if prefix not in shown:
-                shown.add(prefix)
-                name = "/".join(segments[2:4]) if depth == 4 else segments[depth - 1]
-                kind = {1: "subject", 2: "session", 4: "trial"}[depth]
-                lines.append(f"{'    ' * _LEVEL[depth]}  {kind} {name}")
+def _name(address: Address) -> str:
+    return {"subject": address.subject, "session": address.session,
+            "trial": f"{address.condition}/{address.trial}"}[address.kind] or ""
+
+
+def _context(step: Step, shown: set[Address], lines: list[str]) -> None:
+    """Lines naming the unchanged objects a change lies in (and, for an update, the object itself), so every
+    change reads in place."""
+    target = step.target
+    chain = [Address(target.subject), target.session_address, target.parent, target]
+    for address in dict.fromkeys(a for a in chain if a is not None):
+        is_target = address == target
+        if address in shown or (is_target and not step.action.value.startswith("update_")):
+            continue
+        shown.add(address)
+        lines.append(f"{'    ' * _INDENT[address.kind]}  {address.kind} {_name(address)}")
 
 
 def plan_text(plan: Plan) -> str:
     lines = [f"Plan for project {plan.project} ({', '.join(plan.roots) or 'no folders'})", ""]
-    shown: set[str] = set()
+    shown: set[Address] = set()
     for step in plan.steps:
-        segments = step.target.strip("/").split("/")
-        _context(segments, shown, lines)
+        _context(step, shown, lines)
         shown.add(step.target)
         reason = f"  [{step.reason}]" if step.reason else ""
-        level = _LEVEL.get(len(segments), 3) + step.action.value.startswith("update_")
-        indent = "    " * level
-        lines.append(f"{indent}{step.action.sigil:>3} {_label(step.action, step.detail, segments[-1])}{reason}")
+        level = _INDENT[step.target.kind] + step.action.value.startswith("update_")
+        lines.append(f"{'    ' * level}{step.action.sigil:>3} {_label(step)}{reason}")
     if not plan.steps:
         lines.append("No changes: the server already holds what the folders hold.")
     for title, rows in (("Unmapped files (not uploaded)", [f"{u['path']}: {u['reason']}" for u in plan.unmapped]),

@@ -6,8 +6,6 @@ lock is taken before the project's subjects are read, and nothing is written bef
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,19 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import filelock
-
 from . import checksum, report, shard
-from .apply import Executor, Status, StepResult
+from .cancel import Cancellation
 from .client import Client
 from .config import load_connection, project_name
-from .errors import FatalError, InputError, LockHeld
-from .journal import Journal, state_dir
+from .errors import FatalError, InputError
+from .executor import Executor
+from .journal import Journal
 from .model import LocalTree
-from .plan import ConflictPolicy, Plan, Step, approve, diff
+from .planner import approve, diff
 from .progress import Progress
 from .remote import Project, find_project, gather_facts, read_state
 from .scan import ScanOptions, scan
+from .scheduler import Result, Status
+from .state import run_lock, state_dir
+from .steps import ConflictPolicy, Plan, Step
 
 STALE = "stale: the folders or the server changed since the plan was saved; run plan again"
 
@@ -64,9 +64,10 @@ def validate(settings: Settings) -> LocalTree:
 
 
 @contextmanager
-def connect(settings: Settings) -> Iterator[Context]:
+def connect(settings: Settings, cancel: Cancellation | None = None) -> Iterator[Context]:
     connection = load_connection(settings.config)
-    client = Client(connection.api_url, connection.api_key, attempts=settings.attempts)
+    client = Client(connection.api_url, connection.api_key, attempts=settings.attempts, cancel=cancel,
+                    jobs=settings.jobs)
     project = find_project(client, project_name(settings.project))
     folder = state_dir(settings.state_dir, connection.api_url, project.name, settings.shard)
     journal = Journal(folder / "journal.sqlite3")
@@ -90,27 +91,8 @@ def plan(settings: Settings) -> Plan:
         return make_plan(settings, context, local)
 
 
-@contextmanager
-def run_lock(folder: Path, roots: tuple[str, ...], project: str) -> Iterator[None]:
-    """One apply at a time per project and import root. The OS drops the lock when its holder dies."""
-    digest = hashlib.sha256("\n".join(roots).encode()).hexdigest()[:10]
-    lock = filelock.FileLock(folder / f"apply-{digest}.lock")
-    holder = folder / f"apply-{digest}.pid"
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        pid = holder.read_text().strip() if holder.exists() else "unknown"
-        raise LockHeld(f"another apply (PID {pid}) is running for project {project} and {', '.join(roots)}",
-                       "wait for it to finish; a crashed run's lock is released by the operating system") from None
-    try:
-        holder.write_text(f"{os.getpid()}\n")
-        yield
-    finally:
-        lock.release()
-
-
 def apply(settings: Settings, progress_mode: str = "lines", confirm: Callable[[Plan], bool] = lambda plan: True,
-          saved: Plan | None = None) -> tuple[Plan, dict[str, Any] | None]:
+          saved: Plan | None = None, cancel: Cancellation | None = None) -> tuple[Plan, dict[str, Any] | None]:
     """Plan (or check a saved plan), ask `confirm`, apply; the plan and the run's report (None if not confirmed).
 
     A saved plan's steps are applied only where a fresh plan would do exactly the same;
@@ -118,7 +100,7 @@ def apply(settings: Settings, progress_mode: str = "lines", confirm: Callable[[P
     and when another run holds the lock.
     """
     local = validate(settings)
-    with connect(settings) as context, run_lock(context.folder, local.roots, context.project.name):
+    with connect(settings, cancel) as context, run_lock(context.folder, local.roots, context.project.name):
         if saved is not None and saved.project != context.project.name:
             raise InputError(f"the saved plan is for project {saved.project!r}, not {context.project.name!r}")
         the_plan, stale = make_plan(settings, context, local), ()
@@ -136,18 +118,15 @@ def apply(settings: Settings, progress_mode: str = "lines", confirm: Callable[[P
 def execute(the_plan: Plan, context: Context, settings: Settings, progress_mode: str,
             stale: tuple[Step, ...] = ()) -> dict[str, Any]:
     """Run the executor with progress; the report, stale steps of a saved plan included as skipped."""
-    total_bytes = sum(s.detail.get("size", 0) for s in the_plan.steps)
+    total_bytes = sum(s.upload_size for s in the_plan.steps)
     progress = Progress(progress_mode, len(the_plan.steps), total_bytes)
-    run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
-    executor = Executor(the_plan, context.client, context.project, context.journal, run_id, settings.jobs,
+    executor = Executor(the_plan, context.client, context.project, context.journal, settings.jobs,
                         progress.on_bytes, progress.on_result)
     started = time.time()
     try:
         results = executor.run()
     finally:
         progress.close()
-    results += [StepResult(s, Status.SKIPPED, STALE) for s in stale]
-    outcome = report.build(the_plan, results, started, time.time(), context.client.stop.is_set(), settings.shard)
-    if executor.fatal:
-        outcome["fatal"] = str(executor.fatal)
-    return outcome
+    results += [Result(s, Status.SKIPPED, STALE) for s in stale]
+    return report.build(the_plan, results, started, time.time(), interrupted=context.client.cancel.cancelled,
+                        fatal=str(executor.fatal) if executor.fatal else None, shard=settings.shard)

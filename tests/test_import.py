@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from importer.cli import main
-from importer.workflow import run_lock
+from importer.state import run_lock
 
 from .conftest import CREATE_PATIENT, PROJECT, UPDATE_PATIENT, Gql, inventory, mutations, server_tree
 
@@ -112,7 +112,9 @@ def test_a_stale_unfinished_upload_is_replaced(cli, lab, gql: Gql, expected):
     assert len(stale) == 1
     gql.faults()
     plan = cli("plan", str(lab))
-    assert "-/+ file" in plan.out and "unfinished upload" in plan.out
+    name = stale[0][3]  # whichever upload the fault hit
+    assert f"+ file {name}" in plan.out
+    assert f"- stale record of {name} (Processing, left by an interrupted run)" in plan.out
     assert cli("apply", str(lab), "--yes").code == 0
     assert inventory(gql) == expected
 
@@ -129,7 +131,7 @@ def test_changed_file_is_a_conflict_and_skip_leaves_it(cli, lab, gql: Gql, fresh
     change(lab)
     before = gql.stats()
     result = cli("apply", str(lab), "--yes", state="other-state" if fresh_journal else "state")
-    assert result.code == 0 and "1 conflict left alone" in result.out
+    assert result.code == 3 and "1 conflict left alone" in result.out  # a person should look
     assert "Walk01.GCD: the server's file differs from the local file" in result.out
     after = gql.stats()
     assert after["uploads"] == before["uploads"] and mutations(after) == mutations(before)
@@ -238,3 +240,33 @@ def test_a_second_run_while_one_holds_the_lock_exits_4(cli, lab, gql: Gql, tmp_p
     assert held.code == 4 and f"another apply (PID {os.getpid()}) is running" in held.err
     assert mutations(gql.stats()) == 0
     assert cli("apply", str(lab), "--yes").code == 0  # released with its holder
+
+
+def test_a_server_that_stays_down_is_reported_as_unreachable_not_as_a_bug(cli, lab, gql: Gql):
+    gql.faults({"match": "node", "fault": "status:503"})
+    result = cli("plan", str(lab), "--attempts", "1")
+    assert result.code == 1
+    assert "cannot reach http://127.0.0.1:" in result.err and "after 1 attempt:" in result.err
+    assert "unexpected" not in result.err and "Traceback" not in result.err
+
+
+def test_a_fatal_run_reports_fatal_and_a_merge_keeps_it(cli, lab, gql: Gql, tmp_path: Path):
+    gql.faults({"match": "createClips", "fault": "status:401"})
+    result = cli("apply", str(lab), "--yes", "--report", str(tmp_path / "fatal.json"))
+    assert result.code == 1 and "rejected the API key" in result.err
+    fatal = json.loads((tmp_path / "fatal.json").read_text())
+    assert fatal["outcome"] == "fatal" and "rejected the API key" in fatal["fatal"]
+    gql.faults()
+    assert cli("apply", str(lab), "--yes", "--report", str(tmp_path / "ok.json")).code == 0
+    assert main(["report", "merge", str(tmp_path / "fatal.json"), str(tmp_path / "ok.json"),
+                 "--out", str(tmp_path / "merged.json")]) == 1
+    assert json.loads((tmp_path / "merged.json").read_text())["outcome"] == "fatal"
+
+
+def test_the_package_exports_do_not_shadow_its_modules():
+    import importer
+    import importer.executor
+    import importer.planner
+
+    assert callable(importer.plan) and callable(importer.apply)
+    assert importer.planner.diff and importer.executor.Executor

@@ -80,7 +80,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, lab, gql: Gql, expec
     assert "re-run the same command to resume" in err
     report = json.loads((tmp_path / "r.json").read_text())
     summary = report["summary"]
-    assert report["interrupted"] and summary["not_attempted"] > 0
+    assert report["outcome"] == "interrupted" and summary["not_attempted"] > 0
     assert sum(summary[k] for k in ("applied", "skipped", "failed", "not_attempted")) == summary["steps"] == 50
     gql.faults()
     rerun = spawn(tmp_path, lab)

@@ -1,0 +1,185 @@
+"""A generic scheduler of dependent work: it knows nothing of Moveshelf.
+
+A node is submitted when the nodes it depends on have succeeded; ready nodes that share
+a group go out together as one batch (one request), at most `batch_size` at a time; at
+most `jobs` batches run at once; the descendants of a node that failed are skipped, and
+those of a node never attempted are not attempted either. Cancellation stops the
+submission of new work and waits for the work under way. It returns a result per node
+instead of raising; an exception of the given `fatal` kinds stops all further work. Work cut
+short by cancellation counts as not attempted, never as failed.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import OrderedDict, defaultdict, deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from .cancel import Cancellation
+
+
+class Node(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def depends_on(self) -> tuple[str, ...]: ...
+
+
+N = TypeVar("N", bound=Node)
+
+
+class Status(enum.Enum):
+    APPLIED = "applied"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    NOT_ATTEMPTED = "not_attempted"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one node of a batch went: no error means applied."""
+
+    error: str | None = None
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Result(Generic[N]):
+    node: N
+    status: Status
+    error: str | None = None
+    bytes: int = 0
+    started: float | None = None  # wall-clock seconds since the epoch, for reports
+    finished: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return round(self.finished - self.started, 3) if self.started and self.finished else 0.0
+
+
+Handler = Callable[[list[N]], dict[str, Outcome]]  # a batch -> each node's outcome (a missing one: applied)
+GroupOf = Callable[[N], Hashable | None]  # None: the node goes alone
+
+
+class _Ready(Generic[N]):
+    """Nodes whose dependencies are done, grouped by what can share one request, oldest group first."""
+
+    def __init__(self, group_of: GroupOf, batch_size: int) -> None:
+        self._groups: OrderedDict[Hashable, list[N]] = OrderedDict()
+        self._group_of = group_of
+        self._batch_size = batch_size
+
+    def __bool__(self) -> bool:
+        return bool(self._groups)
+
+    def add(self, node: N) -> None:
+        group = self._group_of(node)
+        self._groups.setdefault(("single", node.id) if group is None else ("group", group), []).append(node)
+
+    def take(self) -> list[N]:
+        """The oldest group, up to the batch size of it."""
+        group, nodes = next(iter(self._groups.items()))
+        if len(nodes) > self._batch_size:
+            self._groups[group] = nodes[self._batch_size:]
+        else:
+            del self._groups[group]
+        return nodes[:self._batch_size]
+
+
+class Scheduler(Generic[N]):
+    def __init__(self, handle: Handler, *, jobs: int = 8, batch_size: int = 50, group_of: GroupOf = lambda n: None,
+                 cancel: Cancellation | None = None, fatal: tuple[type[BaseException], ...] = (),
+                 on_result: Callable[[Result[N]], None] = lambda r: None) -> None:
+        self._handle = handle
+        self._jobs = max(1, jobs)
+        self._batch_size = max(1, batch_size)
+        self._group_of = group_of
+        self._cancel = cancel or Cancellation()
+        self._fatal_kinds = fatal
+        self._on_result = on_result
+        self.fatal: BaseException | None = None  # the exception that stopped the run, if any
+
+    def _stopping(self) -> bool:
+        return self.fatal is not None or self._cancel.cancelled
+
+    def run(self, nodes: Sequence[N]) -> list[Result[N]]:
+        """Every node's result, in the order given. Ctrl-C (KeyboardInterrupt) cancels, then drains."""
+        by_id = {n.id: n for n in nodes}
+        waiting = {n.id: {d for d in n.depends_on if d in by_id} for n in nodes}
+        dependents: dict[str, list[str]] = defaultdict(list)
+        for node_id, deps in waiting.items():
+            for dep in deps:
+                dependents[dep].append(node_id)
+        ready: _Ready[N] = _Ready(self._group_of, self._batch_size)
+        for node in nodes:
+            if not waiting[node.id]:
+                ready.add(node)
+        results: dict[str, Result[N]] = {}
+        running: dict[Future, list[N]] = {}
+        with ThreadPoolExecutor(max_workers=self._jobs, thread_name_prefix="step") as pool:
+            while ready or running:
+                try:
+                    while ready and len(running) < self._jobs and not self._stopping():
+                        batch = ready.take()
+                        running[pool.submit(self._run_batch, batch)] = batch
+                    if not running:
+                        break
+                    done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        running.pop(future)
+                        for result in future.result():
+                            self._finish(result, results, by_id, waiting, dependents, ready)
+                except KeyboardInterrupt:
+                    self._cancel.cancel()
+        for node in nodes:
+            if node.id not in results:
+                self._record(Result(node, Status.NOT_ATTEMPTED), results)
+        return [results[n.id] for n in nodes]
+
+    def _record(self, result: Result[N], results: dict[str, Result[N]]) -> None:
+        results[result.node.id] = result
+        self._on_result(result)
+
+    def _finish(self, result: Result[N], results: dict[str, Result[N]], by_id: dict[str, N],
+                waiting: dict[str, set[str]], dependents: dict[str, list[str]], ready: _Ready[N]) -> None:
+        self._record(result, results)
+        if result.status is Status.APPLIED:
+            for child in dependents[result.node.id]:
+                waiting[child].discard(result.node.id)
+                if not waiting[child]:
+                    ready.add(by_id[child])
+            return
+        blocked = deque(dependents[result.node.id])
+        status = Status.NOT_ATTEMPTED if result.status is Status.NOT_ATTEMPTED else Status.SKIPPED
+        while blocked:
+            child = blocked.popleft()
+            if child not in results:
+                self._record(Result(by_id[child], status, f"depends on {result.node.id}, which was "
+                                    f"{result.status.value}"), results)
+                blocked.extend(dependents[child])
+
+    def _run_batch(self, batch: list[N]) -> list[Result[N]]:
+        """Run a batch; every node gets a result, whatever happens."""
+        if self._stopping():
+            return [Result(n, Status.NOT_ATTEMPTED) for n in batch]
+        started = time.time()
+        try:
+            outcomes = self._handle(batch)
+        except self._fatal_kinds as exc:
+            self.fatal = exc
+            outcomes = dict.fromkeys((n.id for n in batch), Outcome(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one batch's failure must not lose the outcomes of the others
+            outcomes = dict.fromkeys((n.id for n in batch), Outcome(_describe(exc)))
+        finished = time.time()
+        failed = Status.NOT_ATTEMPTED if self._cancel.cancelled else Status.FAILED  # cut short: a re-run resumes
+        return [Result(n, failed if o.error else Status.APPLIED, o.error, o.bytes, started, finished)
+                for n, o in ((n, outcomes.get(n.id, Outcome())) for n in batch)]
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,114 @@
+"""The generic scheduler as a pure unit, with a fake handler: order, batching, failure propagation, cancellation."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from importer.cancel import Cancellation
+from importer.errors import FatalError
+from importer.executor import Executor
+from importer.scheduler import Outcome, Scheduler, Status
+from importer.steps import Action
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    depends_on: tuple[str, ...] = ()
+    group: str | None = None
+
+
+class Recorder:
+    """A fake handler: records each batch, fails the nodes named in `failing`."""
+
+    def __init__(self, failing: set[str] = frozenset()) -> None:
+        self.batches: list[list[str]] = []
+        self.failing = failing
+        self.lock = threading.Lock()
+
+    def __call__(self, batch: list[Node]) -> dict[str, Outcome]:
+        with self.lock:
+            self.batches.append([n.id for n in batch])
+        return {n.id: Outcome("boom") for n in batch if n.id in self.failing}
+
+
+def statuses(results) -> dict[str, Status]:
+    return {r.node.id: r.status for r in results}
+
+
+def test_a_node_runs_only_after_what_it_depends_on():
+    nodes = [Node("c", ("b",)), Node("b", ("a",)), Node("a")]
+    handler = Recorder()
+    results = Scheduler(handler, jobs=4).run(nodes)
+    assert [r.node.id for r in results] == ["c", "b", "a"]  # results in the order given
+    assert set(statuses(results).values()) == {Status.APPLIED}
+    assert [b[0] for b in handler.batches] == ["a", "b", "c"]
+
+
+def test_ready_nodes_of_one_group_share_batches_of_at_most_the_batch_size():
+    nodes = [Node(f"n{i}", group="g") for i in range(7)] + [Node("alone")]
+    handler = Recorder()
+    results = Scheduler(handler, jobs=1, batch_size=3, group_of=lambda n: n.group).run(nodes)
+    assert sorted(len(b) for b in handler.batches) == [1, 1, 3, 3]
+    assert ["alone"] in handler.batches
+    assert all(r.status is Status.APPLIED for r in results)
+
+
+def test_the_descendants_of_a_failed_node_are_skipped_and_others_go_on():
+    nodes = [Node("a"), Node("b", ("a",)), Node("c", ("b",)), Node("d")]
+    results = statuses(Scheduler(Recorder(failing={"a"}), jobs=2).run(nodes))
+    assert results == {"a": Status.FAILED, "b": Status.SKIPPED, "c": Status.SKIPPED, "d": Status.APPLIED}
+
+
+def test_an_exception_fails_its_batch_only():
+    def handler(batch: list[Node]) -> dict[str, Outcome]:
+        if batch[0].id == "bad":
+            raise ValueError("bad request")
+        return {}
+
+    results = Scheduler(handler).run([Node("bad"), Node("good")])
+    assert [(r.status, r.error) for r in results] == [(Status.FAILED, "bad request"), (Status.APPLIED, None)]
+
+
+def test_a_fatal_exception_stops_all_further_work():
+    def handler(batch: list[Node]) -> dict[str, Outcome]:
+        if batch[0].id == "a":
+            raise FatalError("key refused")
+        return {}
+
+    scheduler = Scheduler(handler, jobs=1, fatal=(FatalError,))
+    results = statuses(scheduler.run([Node("a"), Node("b"), Node("c", ("b",))]))
+    assert results == {"a": Status.FAILED, "b": Status.NOT_ATTEMPTED, "c": Status.NOT_ATTEMPTED}
+    assert str(scheduler.fatal) == "key refused"
+
+
+def test_cancellation_mid_run_drains_and_leaves_the_rest_not_attempted():
+    cancel = Cancellation()
+    started = threading.Event()
+
+    def handler(batch: list[Node]) -> dict[str, Outcome]:
+        if batch[0].id == "first":
+            started.set()
+            cancel.cancel()  # Ctrl-C arrives while this batch works: it finishes, nothing new starts
+        return {}
+
+    nodes = [Node("first"), *(Node(f"later{i}", ("first",)) for i in range(5))]
+    results = statuses(Scheduler(handler, jobs=1, cancel=cancel).run(nodes))
+    assert started.is_set() and results.pop("first") is Status.APPLIED
+    assert set(results.values()) == {Status.NOT_ATTEMPTED}
+
+
+def test_work_cut_short_by_cancellation_is_not_attempted_rather_than_failed():
+    cancel = Cancellation()
+
+    def handler(batch: list[Node]) -> dict[str, Outcome]:
+        cancel.cancel()
+        return {n.id: Outcome("interrupted during upload") for n in batch}
+
+    [result] = Scheduler(handler, cancel=cancel).run([Node("upload")])
+    assert result.status is Status.NOT_ATTEMPTED and result.error == "interrupted during upload"
+
+
+def test_every_action_has_a_handler():
+    assert set(Executor.HANDLERS) == set(Action)
