@@ -26,7 +26,7 @@ CSV_COLUMNS = ("target", "action", "status", "error", "bytes", "seconds", "start
 # Worst first: the combined outcome of several shards is the worst of theirs.
 OUTCOMES = ("fatal", "locked", "invalid", "interrupted", "partial", "ok")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")  # cells a spreadsheet would run as a formula
-CHART_WIDTH, CHART_HEIGHT, CHART_MARGIN = 760, 220, 48
+CHART_WIDTH, CHART_HEIGHT, CHART_MARGIN, CHART_LEFT = 960, 260, 32, 80  # room on the left for "104.5 MB"
 
 
 def check(document: Any, name: str) -> dict[str, Any]:
@@ -113,6 +113,8 @@ def duration(seconds: float | None) -> str:
     """Seconds as a person reads them: 12.3 s, 4 min 05 s, 2 h 03 min."""
     if seconds is None:
         return "unknown"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(int(round(seconds)), 60)
@@ -161,7 +163,7 @@ class Subject:
 
 def _row(step: dict[str, Any], label: str) -> dict[str, Any]:
     seconds = step.get("seconds")
-    return {"label": label or "(itself)", "action": str(step.get("action", "?")).replace("_", " "),
+    return {"label": label, "action": str(step.get("action", "?")).replace("_", " "),
             "status": str(step.get("status", "?")), "error": step.get("error") or "",
             "bytes": int(step.get("bytes") or 0), "size": size(step.get("bytes")) if step.get("bytes") else "",
             "seconds": duration(seconds) if isinstance(seconds, int | float) else ""}
@@ -176,10 +178,10 @@ def subjects(steps: list[dict[str, Any]]) -> list[Subject]:
             continue
         subject = found.setdefault(parts[0], Subject(parts[0], f"subject-{len(found) + 1}"))
         if len(parts) == 1:
-            subject.rows.append(_row(step, ""))
+            subject.rows.append(_row(step, "(the subject)"))
             continue
         session = subject.sessions.setdefault(parts[1], Session(parts[1]))
-        session.rows.append(_row(step, "/".join(parts[2:])))
+        session.rows.append(_row(step, "/".join(parts[2:]) or "(the session)"))
     for subject in found.values():
         subject.sessions = dict(sorted(subject.sessions.items()))
     return sorted(found.values(), key=lambda s: s.name)
@@ -211,20 +213,20 @@ def chart(steps: list[dict[str, Any]]) -> dict[str, Any]:
     origin = min([*starts, timed[0][0]])
     span = max((timed[-1][0] - origin).total_seconds(), 1e-3)
     total = sum(b for _, b in timed)
-    width, height = CHART_WIDTH - 2 * CHART_MARGIN, CHART_HEIGHT - 2 * CHART_MARGIN
+    width, height = CHART_WIDTH - CHART_LEFT - CHART_MARGIN, CHART_HEIGHT - 2 * CHART_MARGIN
 
     def x(moment: datetime) -> float:
-        return round(CHART_MARGIN + width * (moment - origin).total_seconds() / span, 1)
+        return round(CHART_LEFT + width * (moment - origin).total_seconds() / span, 1)
 
     def y(amount: int) -> float:
         return round(CHART_MARGIN + height * (1 - amount / total), 1)
 
-    points, running = [(float(CHART_MARGIN), y(0))], 0
+    points, running = [(float(CHART_LEFT), y(0))], 0
     for moment, amount in timed:
         points.append((x(moment), y(running)))  # a step line: bytes count once the upload finished
         running += amount
         points.append((x(moment), y(running)))
-    return {"drawn": True, "width": CHART_WIDTH, "height": CHART_HEIGHT, "margin": CHART_MARGIN,
+    return {"drawn": True, "width": CHART_WIDTH, "height": CHART_HEIGHT, "margin": CHART_MARGIN, "left": CHART_LEFT,
             "right": CHART_WIDTH - CHART_MARGIN, "bottom": CHART_HEIGHT - CHART_MARGIN,
             "points": " ".join(f"{a},{b}" for a, b in points), "total": size(total),
             "ticks": [(y(round(total * q / 4)), size(round(total * q / 4))) for q in range(5)], "start": stamp(origin),
