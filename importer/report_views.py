@@ -233,15 +233,23 @@ def chart(steps: list[dict[str, Any]]) -> dict[str, Any]:
             "end": stamp(timed[-1][0]), "span": duration(span), "uploads": len(timed), "untimed": untimed}
 
 
+def _entry(item: dict[str, Any]) -> dict[str, Any]:
+    """A listed path with its reason and problems, whatever of those the report left out (the page shows '?')."""
+    found = item.get("problems")
+    listed = [found] if isinstance(found, str) else list(found) if isinstance(found, list) else []
+    return {"path": item.get("path", "?"), "reason": item.get("reason", ""), "problems": listed}
+
+
 def problems(combined: dict[str, Any], anchors: dict[str, str]) -> dict[str, Any]:
     """Everything that needs a person's attention, each linked to its subject's table where there is one."""
     failed = [{**_row(s, str(s.get("target", ""))), "anchor": anchors.get((_segments(s.get("target", "")) or [""])[0])}
               for s in combined["steps"] if s.get("status") == "failed"]
-    return {"fatal": combined["fatal"], "failed": failed, "set_aside": combined["set_aside"],
+    return {"fatal": combined["fatal"], "failed": failed, "set_aside": [_entry(x) for x in combined["set_aside"]],
             "conflicts": [{"target": c.get("target", "?"), "reason": c.get("reason", ""),
                            "extra": {k: v for k, v in c.items() if k not in ("target", "reason")}}
                           for c in combined["conflicts"]],
-            "deferred": combined["deferred"], "unmapped": combined["unmapped"],
+            "deferred": [_entry(x) for x in combined["deferred"]],
+            "unmapped": [_entry(x) for x in combined["unmapped"]],
             "unmapped_count": combined["unmapped_count"],
             "skipped": sum(s.get("status") == "skipped" for s in combined["steps"]),
             "not_attempted": sum(s.get("status") == "not_attempted" for s in combined["steps"])}

@@ -206,3 +206,13 @@ def test_a_clean_run_says_there_are_no_problems() -> None:
         document[key] = []
     page = report_views.html([document])
     assert "No problems" in page and "needs attention" not in page
+
+
+def test_entries_missing_fields_still_render() -> None:
+    document = version_2()
+    document["set_aside"] = [{"path": "Subject05/x", "problems": "one problem as text"}, {}]
+    document["deferred"] = [{"reason": "no path given"}]
+    document["conflicts"] = [{}]
+    page = report_views.html([document])
+    assert "one problem as text" in page and "no path given" in page
+    assert "Sessions set aside (2)" in page and "Conflicts, left alone (1)" in page
