@@ -191,6 +191,17 @@ def _merge(args: argparse.Namespace) -> int:
     return _outcome(report.merge([report.load(path) for path in args.reports]), args.out)
 
 
+def _view(args: argparse.Namespace) -> int:
+    """Exit 0 once the page or table is written, whatever the runs' outcome: judging runs is `merge`'s job."""
+    from . import report_views  # Jinja2 loads only for this command: cron runs of apply start faster
+
+    reports = [report_views.check(documents.read(path, "report"), str(path)) for path in args.reports]
+    views = {"html": report_views.html, "csv": report_views.csv_text}
+    write_private(args.out, views[args.report_command](reports))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _add_input_options(command: argparse.ArgumentParser, optional_paths: bool = False) -> None:
     command.add_argument("paths", nargs="*" if optional_paths else "+", type=Path, metavar="PATH",
                          help="an import root (subject folders below it), a subject folder or a session folder")
@@ -273,6 +284,14 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
     merge.add_argument("--out", type=Path, metavar="MERGED.json", help="write the merged report here")
     merge.set_defaults(run=_merge)
+    for name, what, out in (("html", "a self-contained page: totals, problems, tables, upload chart", "PAGE.html"),
+                            ("csv", "a table of every step, one row each", "STEPS.csv")):
+        view = report_commands.add_parser(name, help=f"render reports as {what}",
+                                          description=f"Render one or more apply reports (e.g. shards') as {what}. "
+                                                      "The file holds patient names and is created private (0600).")
+        view.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
+        view.add_argument("--out", type=Path, metavar=out, required=True, help="write it here")
+        view.set_defaults(run=_view)
 
     emulator = commands.add_parser(
         "emulator", help="run a Moveshelf-compatible server on this machine",

@@ -83,11 +83,16 @@ def parse(path: Path) -> Any:
 
 def load(path: Path, schema: str, what: str, hint: str | None = None) -> dict[str, Any]:
     """A JSON file valid against `schema`, or an InputError naming the file and the JSON path."""
-    try:
-        document = parse(path)
-    except Unreadable as exc:
-        raise InputError(f"{what} {shown(path)}: {exc}", hint) from None
+    document = read(path, what, hint)
     error = jsonschema.exceptions.best_match(validator(schema).iter_errors(document))
     if error is not None:
         raise InputError(f"{what} {shown(path)}: {json_path(error.absolute_path)}: {error.message}", hint)
     return document
+
+
+def read(path: Path, what: str, hint: str | None = None) -> Any:
+    """A JSON file as data, or an InputError naming it; for documents whose schema check is the caller's."""
+    try:
+        return parse(path)
+    except Unreadable as exc:
+        raise InputError(f"{what} {shown(path)}: {exc}", hint) from None
