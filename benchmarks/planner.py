@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from importer.model import DataFile, LocalTree, Session, Subject, Tree, Trial
+from importer.model import DataFile, Facts, LocalTree, Session, Subject, Tree, Trial
 from importer.planner import diff
 
 
@@ -30,7 +30,7 @@ def trees(subjects: int) -> tuple[LocalTree, Tree, dict]:
         local.append(Subject(f"S{s}", mrn=f"M{s}", metadata={"ehr-id": f"M{s}"}, sessions=tuple(local_sessions)))
         remote.append(Subject(f"S{s}", mrn=f"M{s}", metadata={"ehr-id": f"M{s}"}, sessions=tuple(remote_sessions),
                               remote_id=f"P{s}"))
-    return LocalTree(Tree(tuple(local)), roots=("/lab",)), Tree(tuple(remote)), facts
+    return LocalTree(Tree(tuple(local)), roots=("/lab",)), Tree(tuple(remote)), Facts(facts)
 
 
 def measure(subjects: int = 5000) -> dict:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import google_crc32c
 
+from .errors import InputError
 from .journal import Journal
 from .model import DataFile, LocalTree
+from .paths import shown
 from .reading import chunks
 
 
@@ -24,6 +26,14 @@ def crc32c_of(path: Path) -> str:
 
 
 def _measured(file: DataFile, journal: Journal | None, verify: bool) -> DataFile:
+    try:
+        return _measure(file, journal, verify)
+    except OSError as exc:  # validate checked it; it changed since (a race), still the user's to fix
+        raise InputError(f"{shown(file.source or file.name)} cannot be read: {exc.strerror or exc}",
+                         "give the importing user read access, or move the file out; nothing was written") from None
+
+
+def _measure(file: DataFile, journal: Journal | None, verify: bool) -> DataFile:
     stat = os.stat(file.source)
     cached = None if verify or journal is None else journal.cached_checksum(file.source, stat.st_size,
                                                                              stat.st_mtime_ns)

@@ -15,9 +15,11 @@ from pathlib import Path
 from . import documents, render, report, shard, workflow
 from .cancel import Cancellation
 from .errors import ExitCode, ImportToolError, InputError
+from .private import check_writable, open_private_append, write_private
 from .progress import TqdmHandler
 from .render import plural
 from .scan import LAYOUTS, ScanOptions
+from .secrets import scrub
 from .selection import Selection
 from .steps import ConflictPolicy, Plan, from_json, to_json
 from .workflow import Settings
@@ -42,9 +44,18 @@ def _terminate(*_: object) -> None:
 def _emulator(args: argparse.Namespace) -> int:
     from .emulator.server import EmulatorServer
 
+    if args.complete_after < 0:
+        raise InputError(f"--complete-after must be a number of seconds >= 0, not {args.complete_after:g}")
+
     server = EmulatorServer(args.host, args.port, args.data_dir, tuple(args.project), args.api_key,
-                            args.latency_ms, args.url_ttl)
+                            args.latency_ms, args.url_ttl, clip_path_slash=args.clip_path_slash,
+                            complete_after=args.complete_after, strict_checksum=args.strict_checksum)
     print(f"Moveshelf emulator listening on {server.graphql_url}", flush=True)
+    variants = [name for name, on in (("clip-path-slash", args.clip_path_slash),
+                                      (f"complete-after {args.complete_after:g}s", args.complete_after > 0),
+                                      ("strict-checksum", args.strict_checksum)) if on]
+    if variants:
+        print(f"  variants: {', '.join(variants)}", flush=True)
     print(f"  data: {server.data_dir}   projects: {', '.join(p['name'] for p in server.store.projects())}",
           flush=True)
     if args.write_config:
@@ -73,7 +84,7 @@ def _settings(args: argparse.Namespace) -> Settings:
                     on_conflict=ConflictPolicy(getattr(args, "on_conflict", "skip")), jobs=getattr(args, "jobs", 8),
                     verify=getattr(args, "verify", False), attempts=getattr(args, "attempts", 6),
                     shard=shard.parse(args.shard) if getattr(args, "shard", None) else None,
-                    scan=ScanOptions(args.layout, types),
+                    scan=ScanOptions(args.layout, types, args.date_format, args.require_date),
                     selection=Selection(tuple(args.include), tuple(args.exclude), tuple(args.subject)))
 
 
@@ -86,7 +97,7 @@ def _setup_logging(quiet: bool, log_file: Path | None) -> None:
     console.addFilter(lambda record: record.name != SUMMARY.name)  # stdout has it already
     log.addHandler(console)
     if log_file:
-        handler = logging.FileHandler(log_file)
+        handler = logging.StreamHandler(open_private_append(log_file))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
 
@@ -107,9 +118,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    check_writable(args.out)
     the_plan = workflow.plan(_settings(args))
     if args.out:
-        args.out.write_text(render.as_json(to_json(the_plan)))
+        write_private(args.out, render.as_json(to_json(the_plan)))
     print(render.as_json(to_json(the_plan)) if args.format == "json" else render.plan_text(the_plan), end="")
     return ExitCode.CHANGES_PENDING if args.detailed_exitcode and the_plan.steps else ExitCode.OK
 
@@ -147,6 +159,7 @@ def _apply(args: argparse.Namespace) -> int:
     saved = _saved_plan(args.plan) if args.plan else None
     if args.dry_run:
         return _dry_run(args, saved)
+    check_writable(args.report)
     _setup_logging(args.quiet, args.log_file)
     mode = "quiet" if args.quiet else ("bars" if sys.stderr.isatty() else "lines")
     the_plan, outcome = workflow.apply(_settings(args), mode, _confirm(args), saved, args.cancel)
@@ -159,7 +172,7 @@ def _apply(args: argparse.Namespace) -> int:
 def _outcome(outcome: dict, report_file: Path | None) -> int:
     """Say how a run (or merged runs) went, write the report, and choose the exit code."""
     if report_file:
-        report_file.write_text(render.as_json(outcome))
+        write_private(report_file, render.as_json(outcome))
     for step in outcome["steps"]:
         if step["error"] == workflow.STALE:
             _stale(step["target"], step["action"])
@@ -198,6 +211,17 @@ def _merge(args: argparse.Namespace) -> int:
     return _outcome(report.merge([report.load(path) for path in args.reports]), args.out)
 
 
+def _view(args: argparse.Namespace) -> int:
+    """Exit 0 once the page or table is written, whatever the runs' outcome: judging runs is `merge`'s job."""
+    from . import report_views  # Jinja2 loads only for this command: cron runs of apply start faster
+
+    reports = [report_views.check(documents.read(path, "report"), str(path)) for path in args.reports]
+    views = {"html": report_views.html, "csv": report_views.csv_text}
+    write_private(args.out, views[args.report_command](reports))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _add_input_options(command: argparse.ArgumentParser, optional_paths: bool = False) -> None:
     command.add_argument("paths", nargs="*" if optional_paths else "+", type=Path, metavar="PATH",
                          help="an import root (subject folders below it), a subject folder or a session folder")
@@ -215,6 +239,11 @@ def _add_input_options(command: argparse.ArgumentParser, optional_paths: bool = 
     command.add_argument("--data-type", action="append", default=[], metavar="EXT=TYPE",
                          help="data type for an extension, e.g. gcd=data (repeatable; default: mp4/avi/mov/mkv/mpg "
                               "video, pdf doc, png/jpg/jpeg/webp img, else raw)")
+    command.add_argument("--date-format", metavar="STRPTIME",
+                         help="read session dates in folder names in this form, e.g. %%d-%%m-%%Y for 18-07-2023 "
+                              "(year-first forms such as 2023-07-18 and 20230718 are always read)")
+    command.add_argument("--require-date", action="store_true",
+                         help="a session without a date (config or folder name) is an error, not a warning")
 
 
 def _add_server_options(command: argparse.ArgumentParser) -> None:
@@ -293,6 +322,14 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
     merge.add_argument("--out", type=Path, metavar="MERGED.json", help="write the merged report here")
     merge.set_defaults(run=_merge)
+    for name, what, out in (("html", "a self-contained page: totals, problems, tables, upload chart", "PAGE.html"),
+                            ("csv", "a table of every step, one row each", "STEPS.csv")):
+        view = report_commands.add_parser(name, help=f"render reports as {what}",
+                                          description=f"Render one or more apply reports (e.g. shards') as {what}. "
+                                                      "The file holds patient names and is created private (0600).")
+        view.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
+        view.add_argument("--out", type=Path, metavar=out, required=True, help="write it here")
+        view.set_defaults(run=_view)
 
     emulator = commands.add_parser(
         "emulator", help="run a Moveshelf-compatible server on this machine",
@@ -309,6 +346,15 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--latency-ms", type=int, default=0, help="delay added to every request, like a network")
     emulator.add_argument("--url-ttl", type=int, default=3600, metavar="SECONDS",
                           help="lifetime of signed upload/download URLs (default: %(default)s)")
+    variants = emulator.add_argument_group(
+        "variants", "behaviour the public sources leave open; see docs/emulator-fidelity.md")
+    variants.add_argument("--clip-path-slash", action="store_true",
+                          help="store and return clip projectPaths with a trailing '/'")
+    variants.add_argument("--complete-after", type=float, default=0.0, metavar="SECONDS",
+                          help="files read 'Processing' for this long after their PUT (default: 0)")
+    variants.add_argument("--strict-checksum", action="store_true",
+                          help="refuse a PUT whose bytes do not match the create mutation's crc32c even "
+                               "without an x-goog-hash header")
     emulator.set_defaults(run=_emulator)
     return parser
 
@@ -328,12 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     except ImportToolError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:
         if args.debug:
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc}\n  hint: re-run with --debug and report it",
+        print(f"error: unexpected {type(exc).__name__}: {scrub(str(exc))}\n  hint: re-run with --debug and report it",
               file=sys.stderr)
         return ExitCode.FATAL
 

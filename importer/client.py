@@ -23,6 +23,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from .cancel import Cancellation
 from .errors import FatalError, Interrupted, Rejected, TransientError, Unreachable
 from .reading import chunks
+from .secrets import remember, scrub
 
 T = TypeVar("T")
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -37,9 +38,9 @@ def _retry_after(response: requests.Response) -> float | None:
 
 def _messages(response: requests.Response) -> str:
     try:
-        return "; ".join(e["message"] for e in response.json()["errors"])
+        return scrub("; ".join(e["message"] for e in response.json()["errors"]))
     except (ValueError, KeyError, TypeError):
-        return response.text[:200].strip() or response.reason
+        return scrub(response.text)[:200].strip() or response.reason  # scrubbed whole: a cut key is still a leak
 
 
 class _Body:
@@ -76,6 +77,7 @@ class Client:
                  jobs: int = 8) -> None:
         self.api_url = api_url
         self._api_key = api_key
+        remember(api_key)  # servers may echo it in error bodies
         self._attempts = attempts
         self._max_wait = max_wait
         self._timeout = timeout
@@ -166,7 +168,7 @@ class Client:
         """One GraphQL operation; with retry=False a transient failure is raised for the caller to reconcile."""
         body = self._send(query, variables, retry)
         if body.get("errors"):
-            raise Rejected("; ".join(str(e.get("message")) for e in body["errors"]))
+            raise Rejected(scrub("; ".join(str(e.get("message")) for e in body["errors"])))
         return body["data"]
 
     def call_aliased(self, query: str, variables: dict[str, Any], *, retry: bool = True
@@ -176,7 +178,7 @@ class Client:
         errors: dict[str, str] = {}
         for error in body.get("errors") or []:
             alias = (error.get("path") or ["(request)"])[0]
-            errors[str(alias)] = "; ".join(filter(None, [errors.get(str(alias)), str(error.get("message"))]))
+            errors[str(alias)] = scrub("; ".join(filter(None, [errors.get(str(alias)), str(error.get("message"))])))
         if "(request)" in errors or body.get("data") is None:
             raise Rejected(errors.get("(request)") or "; ".join(errors.values()) or "no data in the answer")
         return body["data"], errors

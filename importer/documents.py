@@ -12,6 +12,19 @@ from typing import Any
 import jsonschema
 
 from .errors import InputError
+from .paths import shown
+
+MAX_DEPTH = 64  # deeper than any real document; deep nesting only costs recursion in every later walk
+_TOO_DEEP = f"is nested more than {MAX_DEPTH} levels deep, which no valid document is; replace the file"
+
+
+class Unreadable(Exception):
+    """A JSON file that cannot be used, with where in it (or `$` for the whole file) and why."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"{location}: {reason}")
+        self.location = location
+        self.reason = reason
 
 
 def json_path(parts: Iterable[str | int]) -> str:
@@ -27,13 +40,59 @@ def validator(schema: str) -> jsonschema.protocols.Validator:
     return cls(document, format_checker=cls.FORMAT_CHECKER)
 
 
+def _depth(document: Any) -> int:
+    """Nesting depth, counted without recursion (the document may be deeper than the stack)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH:
+            children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except IsADirectoryError:
+        raise Unreadable("$", "is a folder, not a file; remove or rename the folder") from None
+    except PermissionError:
+        raise Unreadable("$", "cannot be read (permission denied); give the importing user read access") from None
+    except FileNotFoundError:
+        raise Unreadable("$", "does not exist (or is a broken link)") from None
+    except UnicodeDecodeError as exc:
+        raise Unreadable(f"byte {exc.start}", "is not UTF-8 text; save the file as UTF-8") from None
+    except OSError as exc:
+        raise Unreadable("$", f"cannot be read: {exc.strerror or exc}") from None
+
+
+def parse(path: Path) -> Any:
+    """The parsed JSON of a file, or Unreadable saying where and why (never a RecursionError or an OSError)."""
+    text = _text(path)
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Unreadable(f"line {exc.lineno} column {exc.colno}", f"not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise Unreadable("$", _TOO_DEEP) from None
+    if _depth(document) > MAX_DEPTH:
+        raise Unreadable("$", _TOO_DEEP)
+    return document
+
+
 def load(path: Path, schema: str, what: str, hint: str | None = None) -> dict[str, Any]:
     """A JSON file valid against `schema`, or an InputError naming the file and the JSON path."""
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{what} {path} cannot be read: {exc}", hint) from None
+    document = read(path, what, hint)
     error = jsonschema.exceptions.best_match(validator(schema).iter_errors(document))
     if error is not None:
-        raise InputError(f"{what} {path}: {json_path(error.absolute_path)}: {error.message}", hint)
+        raise InputError(f"{what} {shown(path)}: {json_path(error.absolute_path)}: {error.message}", hint)
     return document
+
+
+def read(path: Path, what: str, hint: str | None = None) -> Any:
+    """A JSON file as data, or an InputError naming it; for documents whose schema check is the caller's."""
+    try:
+        return parse(path)
+    except Unreadable as exc:
+        raise InputError(f"{what} {shown(path)}: {exc}", hint) from None

@@ -9,7 +9,9 @@ returns results; it does not raise for a failed step.
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -73,6 +75,7 @@ class Executor:
         self.ids = dict(plan.ids)
         self._ids_lock = threading.Lock()
         self.fatal: FatalError | None = None
+        self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"  # names this run's intents in the journal
         self._uploads: ThreadPoolExecutor | None = None
 
     def run(self) -> list[StepResult]:
@@ -197,11 +200,12 @@ class Executor:
 
         def find() -> None:
             wanted = {(self._id(s.target.parent), key(s.payload.name)) for s in pending}
-            replaced = {r for s in pending for r in s.payload.replaces}
-            for clip in self.client.call(queries.FILES_OF_SESSION, {"id": session_id})["node"]["clips"]:
-                orphans.update((clip["id"], key(d["originalFileName"] or ""), d["id"]) for d in clip["additionalData"]
-                               if (clip["id"], key(d["originalFileName"] or "")) in wanted
-                               and d["uploadStatus"] != COMPLETE and d["id"] not in replaced)
+            found = [(clip["id"], key(d["originalFileName"] or ""), d["id"])
+                     for clip in self.client.call(queries.FILES_OF_SESSION, {"id": session_id})["node"]["clips"]
+                     for d in clip["additionalData"] if d["uploadStatus"] != COMPLETE]
+            candidates = [(trial, name, data) for trial, name, data in found if (trial, name) in wanted]
+            ours, _ = self.journal.ownership([(data, trial, name) for trial, name, data in candidates])
+            orphans.update(c for c in candidates if c[2] in ours)
 
         def create() -> bool:
             todo = [s for s in pending if s.id not in created and s.id not in outcomes]
@@ -211,12 +215,14 @@ class Executor:
             inputs = {f"a{i}": {"clipId": self._id(s.target.parent), "dataType": p.data_type, "crc32c": p.crc32c,
                                 "filename": p.name, "clientId": p.client_id}
                       for i, (s, p) in enumerate(zip(todo, payloads, strict=True))}
+            intents = [self.journal.record_intent(inputs[f"a{i}"]["clipId"], key(p.name), p.crc32c, p.size, self.run_id)
+                       for i, p in enumerate(payloads)]
             data, errors = self.client.call_aliased(queries.create_files(len(todo)), inputs, retry=False)
             for i, (step, payload) in enumerate(zip(todo, payloads, strict=True)):
                 if data.get(f"a{i}"):
                     created[step.id] = data[f"a{i}"]
-                    self.journal.record_content(data[f"a{i}"]["data"]["id"], payload.crc32c, payload.size,
-                                                str(step.target))
+                    self.journal.record_created(intents[i], data[f"a{i}"]["data"]["id"], payload.crc32c,
+                                                payload.size, str(step.target))
                 else:
                     outcomes[step.id] = Outcome(errors.get(f"a{i}", "not created"))
             return True
@@ -229,49 +235,38 @@ class Executor:
                 outcomes[step_id] = Outcome(bytes=future.result())
             except (RemoteError, OSError, Interrupted) as exc:  # the others' outcomes stand (uploaded or not)
                 outcomes[step_id] = Outcome(str(exc) or type(exc).__name__)
-        sent = {created[i]["data"]["id"]: i for i, o in outcomes.items() if i in created and o.error is None}
-        for data_id in self._not_complete(session_id, set(sent)):
-            outcomes[sent[data_id]] = Outcome("uploaded, but the server has not marked the file Complete",
-                                              outcomes[sent[data_id]].bytes)
         return outcomes
 
-    def _not_complete(self, session_id: str, data_ids: set[str]) -> set[str]:
-        """Which uploaded records the server has still not marked Complete after the retries (usually none)."""
-        missing = set(data_ids)
-
-        def check() -> None:
-            clips = self.client.call(queries.FILES_OF_SESSION, {"id": session_id})["node"]["clips"]
-            missing.difference_update(d["id"] for c in clips for d in c["additionalData"]
-                                      if d["uploadStatus"] == COMPLETE)
-            if missing:
-                raise TransientError(f"{len(missing)} uploaded file(s) not Complete yet")
-
-        if missing:
-            try:
-                self.client.retrying(check)
-            except (TransientError, Interrupted):  # unconfirmed: the next plan replaces what is not Complete
-                pass
-        return missing
-
     def _put(self, step: Step, created: dict, orphans: set[tuple[str, str, str]]) -> int:
-        """Upload one file to its new record; then remove the records it replaces."""
+        """Upload one file to its new record, and record that storage has its bytes. Then, best effort, remove the
+        records this run's unanswered creates left: a failure there never fails the upload (the next plan lists
+        what is left and removes it)."""
         payload: st.UploadFile = step.payload
         data_id = created["data"]["id"]
         self.client.upload(created["uploadUrl"], Path(payload.source), payload.size, payload.crc32c,
                            self.on_upload(payload.name, payload.size))
+        self.journal.record_stored(data_id)
         self._set_id(step.target, data_id)
         trial_id = self._id(step.target.parent)
-        stale = set(payload.replaces) | {o[2] for o in orphans if o[:2] == (trial_id, key(payload.name))}
-        for old in sorted(stale - {data_id}):
-            self._delete_data(old)
+        for orphan in sorted(o[2] for o in orphans if o[:2] == (trial_id, key(payload.name)) and o[2] != data_id):
+            try:
+                self._delete_data(orphan)
+            except RemoteError:
+                pass
         return payload.size
 
     def _delete_data(self, data_id: str) -> None:
+        """Delete a record; one that is gone already counts as deleted (the delete is idempotent)."""
         try:
             self.client.call(queries.DELETE_DATA, {"id": data_id})
         except Rejected as exc:
             if "does not exist" not in str(exc):
                 raise
+
+    def _remove_record(self, steps: list[Step]) -> None:
+        [step] = steps
+        payload: st.RemoveRecord = step.payload
+        self._delete_data(payload.data_id)
 
     HANDLERS: ClassVar[dict[Action, Callable[[Executor, list[Step]], dict[str, Outcome] | None]]] = {
         Action.CREATE_SUBJECT: _create_subject,
@@ -281,6 +276,7 @@ class Executor:
         Action.CREATE_TRIAL: _create_trials,
         Action.UPLOAD_FILE: _upload_files,
         Action.REPLACE_FILE: _upload_files,
+        Action.REMOVE_RECORD: _remove_record,
         Action.UPDATE_TRIAL_METADATA: _update_trials,
     }
 

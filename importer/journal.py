@@ -2,8 +2,11 @@
 
 The server answers no size or checksum for a stored file, so the journal records, per
 data id, the CRC32C and size of what this tool created it with; a later plan then knows
-server content without downloading it. It also caches file checksums by (path, size,
-mtime) so unchanged files are not read again.
+server content without downloading it. It knows which records are this tool's even when
+a run dies between the server's commit and the answer: the intent (trial, file name,
+checksum, size, run) is written before the create mutation and the data id after it, and
+a record of that trial and name is this tool's. It records each PUT storage accepted.
+It also caches file checksums by (path, size, mtime) so unchanged files are not read again.
 """
 
 from __future__ import annotations
@@ -13,9 +16,17 @@ import threading
 import time
 from pathlib import Path
 
+from .private import create_private
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS content (
   data_id TEXT PRIMARY KEY, crc32c TEXT NOT NULL, size INTEGER NOT NULL, target TEXT, recorded REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS intent (
+  id INTEGER PRIMARY KEY, trial_id TEXT NOT NULL, name TEXT NOT NULL, crc32c TEXT NOT NULL, size INTEGER NOT NULL,
+  run TEXT NOT NULL, data_id TEXT, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS intent_by_trial ON intent (trial_id, name);
+CREATE INDEX IF NOT EXISTS intent_by_data ON intent (data_id);
+CREATE TABLE IF NOT EXISTS stored (data_id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS checksum (
   path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, crc32c TEXT NOT NULL);
 """
@@ -26,7 +37,7 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(create_private(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -54,6 +65,36 @@ class Journal:
                                         f"({','.join('?' * len(batch))})", batch).fetchall()
                 found.update({row[0]: (row[1], row[2]) for row in rows})
         return found
+
+    # -- what this tool created ------------------------------------------------------------------------
+    def record_intent(self, trial_id: str, name: str, crc32c: str, size: int, run: str) -> int:
+        """Before a create mutation: whatever record of this trial and name appears is this tool's."""
+        with self._lock:
+            cursor = self._db.execute("INSERT INTO intent (trial_id, name, crc32c, size, run, at) VALUES "
+                                      "(?, ?, ?, ?, ?, ?)", (trial_id, name, crc32c, size, run, time.time()))
+            return int(cursor.lastrowid or 0)
+
+    def record_created(self, intent: int, data_id: str, crc32c: str, size: int, target: str) -> None:
+        """After the create's answer: the record's id, and what it will hold."""
+        self._write("UPDATE intent SET data_id = ? WHERE id = ?", data_id, intent)
+        self.record_content(data_id, crc32c, size, target)
+
+    def record_stored(self, data_id: str) -> None:
+        """Storage accepted this tool's PUT of the record's bytes."""
+        self._write("INSERT OR REPLACE INTO stored VALUES (?, ?)", data_id, time.time())
+
+    def ownership(self, records: list[tuple[str, str, str]]) -> tuple[set[str], set[str]]:
+        """Of (data id, trial id, file name) records: which this tool created, and which it has stored."""
+        ours: set[str] = set()
+        stored: set[str] = set()
+        with self._lock:
+            for data_id, trial_id, name in records:
+                if self._db.execute("SELECT 1 FROM intent WHERE data_id = ? OR (trial_id = ? AND name = ?) LIMIT 1",
+                                    (data_id, trial_id, name)).fetchone():
+                    ours.add(data_id)
+                if self._db.execute("SELECT 1 FROM stored WHERE data_id = ?", (data_id,)).fetchone():
+                    stored.add(data_id)
+        return ours, stored
 
     # -- file checksums -------------------------------------------------------------------------------
     def cached_checksum(self, path: str, size: int, mtime_ns: int) -> str | None:

@@ -15,7 +15,6 @@ ADDITIONAL_FILES = "Additional files"
 RAW_MOTION_DATA = "Raw motion data"
 DEFAULT_CONDITION = "Default"
 COMPLETE = "Complete"
-Facts = dict[str, tuple[str, int]]  # data id -> (crc32c, size) of what the server holds
 
 
 def key(name: str) -> str:
@@ -71,6 +70,15 @@ class Subject:
     sessions: tuple[Session, ...] = ()
     source: str | None = None  # the subject folder
     remote_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the server does not say about its file records, from the journal and storage."""
+
+    content: dict[str, tuple[str, int]] = field(default_factory=dict)  # data id -> (crc32c, size) it holds
+    ours: frozenset[str] = frozenset()  # data ids of records this tool created
+    stored: frozenset[str] = frozenset()  # data ids whose bytes storage accepted from this tool
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from .steps import (
     CreateTrial,
     Payload,
     Plan,
+    RemoveRecord,
     Step,
     UpdateSessionMetadata,
     UpdateSubjectMetadata,
@@ -166,32 +167,67 @@ class _Planner:
 
     def file(self, local: DataFile, target: Address, records: tuple[DataFile, ...], parent_step: str | None
              ) -> str | None:
-        complete = [r for r in records if r.upload_status == COMPLETE]
+        """Account for every record of the file's name in its trial: keep one good record, upload when there is
+        none, remove this tool's other records, and list the records of others, which are never removed."""
+        keep = self.good_record(local, records)
+        step = None
+        conflicting: tuple[DataFile, ...] = ()
+        if keep is not None:
+            self.ids[target] = keep.remote_id
+        else:
+            complete = tuple(r for r in records if r.upload_status == COMPLETE)
+            step, conflicting = self.upload_or_conflict(local, target, complete, parent_step)
+        self.leftovers(target, [r for r in records if r is not keep and r not in conflicting], step, keep)
+        return step
 
-        def upload(replaces: tuple[str, ...] = ()) -> UploadFile:
-            return UploadFile(local.source or "", local.name, local.data_type, local.size or 0, local.crc32c or "",
-                              local.client_id or "", replaces)
+    def good_record(self, local: DataFile, records: tuple[DataFile, ...]) -> DataFile | None:
+        """The record that already holds the local bytes: Complete (this tool's first, else the oldest), or stored
+        by this tool and still being processed by the server."""
+        same = [r for r in records if self.facts.content.get(r.remote_id) == (local.crc32c, local.size)]
+        complete = sorted((r for r in same if r.upload_status == COMPLETE), key=lambda r: r.remote_id not in
+                          self.facts.ours)
+        processing = [r for r in same if r.upload_status != COMPLETE and r.remote_id in self.facts.stored]
+        return next(iter(complete or processing), None)
 
-        if not records:
-            return self.add(Action.UPLOAD_FILE, target, [parent_step], upload())
-        same = [r for r in complete if self.facts.get(r.remote_id) == (local.crc32c, local.size)]
-        if same:
-            self.ids[target] = same[0].remote_id
-            return None
-        stale = tuple(r.remote_id for r in records)
+    def upload_or_conflict(self, local: DataFile, target: Address, complete: tuple[DataFile, ...],
+                           parent_step: str | None) -> tuple[str | None, tuple[DataFile, ...]]:
+        """The upload step when no good record exists, or the conflict when a Complete record differs: the step,
+        and the records that stay because they are the conflict."""
+        upload = UploadFile(local.source or "", local.name, local.data_type, local.size or 0, local.crc32c or "",
+                            local.client_id or "", tuple(r.remote_id for r in complete))
         if not complete:
-            return self.add(Action.REPLACE_FILE, target, [parent_step], upload(stale),
-                            f"{len(stale)} unfinished upload(s) on the server")
-        known = [r for r in complete if r.remote_id in self.facts]
+            return self.add(Action.UPLOAD_FILE, target, [parent_step], dataclasses.replace(upload, replaces=())), ()
+        known = [r for r in complete if r.remote_id in self.facts.content]
         reason = ("the server's file differs from the local file" if known else
                   "the server's file cannot be compared (no checksum known for it)")
-        server = {"data_ids": [r.remote_id for r in complete],
-                  "size": self.facts[known[0].remote_id][1] if known else None}
+        theirs = [r for r in complete if r.remote_id not in self.facts.ours]
+        if self.policy is ConflictPolicy.REPLACE and not theirs:
+            return self.add(Action.REPLACE_FILE, target, [parent_step], upload, reason), ()
         if self.policy is ConflictPolicy.REPLACE:
-            return self.add(Action.REPLACE_FILE, target, [parent_step], upload(stale), reason)
+            reason += "; it was not uploaded by this tool, so it is not replaced"
         self.ids[target] = complete[0].remote_id
+        server = {"data_ids": [r.remote_id for r in complete],
+                  "size": self.facts.content[known[0].remote_id][1] if known else None}
         self.conflict(target, reason, local={"size": local.size, "crc32c": local.crc32c}, server=server)
-        return None
+        return None, complete
+
+    def leftovers(self, target: Address, others: list[DataFile], step: str | None, keep: DataFile | None) -> None:
+        """Remove this tool's other records (after the upload that supersedes them); list those of others."""
+        theirs = [r for r in others if r.remote_id not in self.facts.ours]
+        for record in others:
+            if record.remote_id in self.facts.ours:
+                why = ("left by an interrupted run" if record.upload_status != COMPLETE else
+                       "a copy of the same bytes" if keep is not None else "replaced")
+                self.steps.append(Step(step_id(Action.REMOVE_RECORD, target, record.remote_id),
+                                       Action.REMOVE_RECORD, target,
+                                       RemoveRecord(record.remote_id, record.name, record.upload_status or "", why),
+                                       tuple(d for d in [step] if d)))
+        if theirs:
+            unfinished = sum(r.upload_status != COMPLETE for r in theirs)
+            self.warnings.append(
+                f"{target}: {len(theirs)} other record{'s' * (len(theirs) != 1)} of {target.file} "
+                f"({unfinished} unfinished) not made by this tool, left alone; if another apply with its own "
+                "--state-dir runs on this project, let it finish")
 
 
 def diff(local: LocalTree, actual: Tree, facts: Facts, project: str,

@@ -99,34 +99,36 @@ def read_state(client: Client, project: Project, desired: Tree, jobs: int = 8) -
     return Tree(tuple(trees.get(s.remote_id, s) for s in light))
 
 
-def _compared_files(local: LocalTree, actual: Tree) -> Iterable[DataFile]:
-    """Complete server files that have a local counterpart by session, condition, trial and name."""
+def _compared_records(local: LocalTree, actual: Tree) -> Iterable[tuple[Trial, DataFile]]:
+    """Server records (with their trial) that have a local counterpart by session, condition, trial and name."""
     wanted = {(key(se.name), key(t.condition), key(t.name), key(f.name))
               for s in local.tree.subjects for se in s.sessions for t in se.trials for f in t.files}
     for subject in actual.subjects:
         for session in subject.sessions:
             for trial in session.trials:
                 for file in trial.files:
-                    if file.upload_status == COMPLETE and (key(session.name), key(trial.condition),
-                                                           key(trial.name), key(file.name)) in wanted:
-                        yield file
+                    if (key(session.name), key(trial.condition), key(trial.name), key(file.name)) in wanted:
+                        yield trial, file
 
 
 def gather_facts(client: Client, journal: Journal, local: LocalTree, actual: Tree, jobs: int = 8,
                  verify: bool = False) -> Facts:
-    """What each compared server file holds: from the journal, else (or with `verify`, always) from storage's
-    whole-object hash, which a one-byte ranged GET returns without downloading the file."""
-    files = list(_compared_files(local, actual))
+    """What each compared server record holds and whether this tool made it: from the journal, else (or with
+    `verify`, always) from storage's whole-object hash, which a one-byte ranged GET returns without downloading
+    the file."""
+    records = list(_compared_records(local, actual))
+    files = [f for _, f in records]
     recorded = journal.content([f.remote_id for f in files])
-    facts: Facts = {} if verify else dict(recorded)
-    unknown = [f for f in files if f.remote_id not in facts and f.download_uri]
+    content = {} if verify else dict(recorded)
+    unknown = [f for f in files if f.remote_id not in content and f.download_uri and f.upload_status == COMPLETE]
 
     def probe(file: DataFile) -> None:
         found = client.object_hash(file.download_uri)
         if found:
             journal.record_content(file.remote_id, found[0], found[1])
-            facts[file.remote_id] = found
+            content[file.remote_id] = found
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(probe, unknown))
-    return {**recorded, **facts}
+    ours, stored = journal.ownership([(f.remote_id, t.remote_id, key(f.name)) for t, f in records])
+    return Facts({**recorded, **content}, frozenset(ours), frozenset(stored))

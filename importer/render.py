@@ -60,6 +60,8 @@ def _label(step: Step) -> str:
             return f"trial {condition}/{title}"
         case st.UploadFile(data_type=data_type, size=file_size):
             return f"file {step.target.file} ({data_type}, {size(file_size)})"
+        case st.RemoveRecord(status=status, why=why):
+            return f"stale record of {step.target.file} ({status}, {why})"
         case st.UpdateTrialMetadata(side=side, representative=representative):
             options = [f"side {side}"] if side else []
             options += [f"representative {','.join(representative)}"] if representative else []
@@ -130,9 +132,10 @@ def summary_line(plan: Plan) -> str:
     creates = [plural(s[a], noun) for a, noun in (("create_subject", "subject"), ("create_session", "session"),
                                                   ("create_trial", "trial")) if s[a]]
     updates = sum(s[a.value] for a in Action if a.value.startswith("update_"))
+    removes = f", {plural(s['remove_record'], 'stale record')} to remove" if s["remove_record"] else ""
     return (f"Plan: {plural(s['changes'], 'change')}: {', '.join(creates) or 'nothing'} to create, "
             f"{plural(s['upload_file'], 'file')} to upload and {s['replace_file']} to replace "
-            f"({size(s['bytes_to_upload'])}), {plural(updates, 'metadata update')}; {s['unmapped']} unmapped, "
+            f"({size(s['bytes_to_upload'])}), {plural(updates, 'metadata update')}{removes}; {s['unmapped']} unmapped, "
             f"{plural(s['conflicts'], 'conflict')}, {s['server_only']} on the server only.")
 
 

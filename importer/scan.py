@@ -6,12 +6,17 @@ Scanning only lists and reads small config files; checksums are filled in afterw
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from . import dates
+from .errors import InputError
+from .folders import Entry, Kind, display, entries, entry, folders, root_problem, unreadable
 from .model import (
     ADDITIONAL_FILES,
     DEFAULT_CONDITION,
@@ -25,10 +30,10 @@ from .model import (
     Unmapped,
     key,
 )
+from .paths import shown
 from .spec import CONFIG_NAME, InvalidInput, Problem, SessionConfig, load, session_date
 
 LAYOUTS = ("auto", "root", "subject", "session")
-JUNK = {".DS_Store", "Thumbs.db", "desktop.ini", "ehthumbs.db"}
 DATA_TYPES = {**dict.fromkeys(("mp4", "avi", "mov", "mkv", "mpg"), "video"), "pdf": "doc",
               **dict.fromkeys(("png", "jpg", "jpeg", "webp"), "img")}
 DOCUMENTS = {"pdf", "png", "jpg", "jpeg", "webp"}
@@ -38,17 +43,14 @@ DOCUMENTS = {"pdf", "png", "jpg", "jpeg", "webp"}
 class ScanOptions:
     layout: str = "auto"
     data_types: dict[str, str] = field(default_factory=dict)  # extension -> data type overrides
+    date_format: str | None = None  # strptime format of day-first (or other ambiguous) dates in folder names
+    require_date: bool = False  # a session without a date is an error, not a warning
 
 
 @dataclass(frozen=True, slots=True)
 class _SessionFolder:
     root: Path
     folder: Path
-
-
-def is_junk(name: str) -> bool:
-    """Hidden files and what operating systems leave behind."""
-    return name.startswith(".") or name.startswith("~$") or name in JUNK
 
 
 def extension(name: str) -> str:
@@ -60,80 +62,97 @@ def data_type(name: str, overrides: dict[str, str]) -> str:
     return overrides.get(ext) or DATA_TYPES.get(ext, "raw")
 
 
-def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_junk(p.name))
-
-
 def _role(path: Path, layout: str) -> str:
+    """What a given PATH is; problems listing it are reported when it is listed for real."""
     if layout != "auto":
         return layout
-    if (path / CONFIG_NAME).is_file():
+    if os.path.lexists(path / CONFIG_NAME):
         return "session"
-    if any((d / CONFIG_NAME).is_file() for d in _subdirs(path)):
+    if any(os.path.lexists(d / CONFIG_NAME) for d in folders(path, path, [])):
         return "subject"
     return "root"
 
 
-def session_folders(paths: list[Path], layout: str) -> list[_SessionFolder]:
+def session_folders(paths: list[Path], layout: str, problems: list[Problem]) -> list[_SessionFolder]:
     """Every session folder below the given paths, with the import root it belongs to."""
     found = []
     for given in paths:
-        path = given.resolve()
-        if not path.is_dir():
-            raise InvalidInput([Problem(str(given), "(path)", "is not a folder")])
+        path, problem = root_problem(given)
+        if path is None:
+            problems.append(problem)
+            continue
         match _role(path, layout):
             case "session":
                 found.append(_SessionFolder(path.parent.parent, path))
             case "subject":
-                found += [_SessionFolder(path.parent, s) for s in _subdirs(path)]
+                found += [_SessionFolder(path.parent, s) for s in folders(path, path.parent, problems)]
             case _:
-                found += [_SessionFolder(path, s) for subject in _subdirs(path) for s in _subdirs(subject)]
+                found += [_SessionFolder(path, s) for subject in folders(path, path, problems)
+                          for s in folders(subject, path, problems)]
     return sorted(set(found), key=lambda s: s.folder)
 
 
-def _display(path: Path, root: Path) -> str:
-    return PurePosixPath(path.relative_to(root.parent)).as_posix()
+def _file_problem(item: Entry) -> str | None:
+    if item.kind is Kind.OTHER:
+        return "is not a regular file (a pipe, socket or device); remove it from the session folder"
+    return unreadable(item.path)
 
 
 def _files(where: _SessionFolder, problems: list[Problem], warnings: list[str]) -> list[Path]:
-    """The session's files, junk left out; links that leave the import root are refused."""
-    listed = []
-    for folder, dirs, names in os.walk(where.folder):
-        here = Path(folder)
-        for name in list(dirs):
-            if is_junk(name) or (here / name).is_symlink():
-                dirs.remove(name)
-                if not is_junk(name):
-                    warnings.append(f"{_display(here / name, where.root)}: linked folder not followed")
-        for name in sorted(names):
-            path = here / name
-            if is_junk(name) or (here == where.folder and name == CONFIG_NAME):
+    """The session's files, junk left out; unreadable files, odd names and links leaving the root are refused."""
+    listed, pending = [], [where.folder]
+    while pending:
+        folder = pending.pop()
+        for item in entries(folder, where.root, problems):
+            if folder == where.folder and item.path.name == CONFIG_NAME:
                 continue
-            if path.is_symlink() and not path.resolve().is_relative_to(where.root):
-                problems.append(Problem(_display(path, where.root), "(file)",
-                                        "is a link that leaves the import root; copy the file in or remove the link"))
-                continue
-            listed.append(path)
-    return listed
+            if item.kind is Kind.FOLDER and item.linked:
+                warnings.append(f"{display(item.path, where.root)}: linked folder not followed")
+            elif item.kind is Kind.FOLDER:
+                pending.append(item.path)
+            elif why := _file_problem(item):
+                problems.append(Problem(display(item.path, where.root), "(file)", why))
+            else:
+                listed.append(item.path)
+    return sorted(listed)
 
 
-def _claim(files: list[Path], where: _SessionFolder, config: SessionConfig | None) -> tuple[
+def _case_warning(path: Path, trial: str, where: _SessionFolder) -> str:
+    return (f"{display(path, where.root)}: taken for trial {trial!r}, whose name differs only in case; "
+            f"rename the file to {trial}{path.suffix} to silence this warning")
+
+
+def _undeclared_names(files: list[Path], where: _SessionFolder) -> dict[tuple[str, str], str]:
+    """(condition, case-folded stem) -> trial name, without conditionDefinition; .c3d files name their trial."""
+    names: dict[tuple[str, str], str] = {}
+    for path in sorted(files, key=lambda p: (extension(p.name) != "c3d", p)):
+        at_root = path.parent == where.folder
+        if at_root and extension(path.name) != "c3d":
+            continue
+        condition = DEFAULT_CONDITION if at_root else path.relative_to(where.folder).parts[0]
+        names.setdefault((condition, key(path.stem).casefold()), path.stem)
+    return names
+
+
+def _claim(files: list[Path], where: _SessionFolder, config: SessionConfig | None, warnings: list[str]) -> tuple[
         dict[tuple[str, str], list[Path]], list[Unmapped]]:
-    """Which trial, (condition, trial name), each file belongs to."""
+    """Which trial, (condition, trial name), each file belongs to; a match ignoring case is taken, with a warning."""
     trials: dict[tuple[str, str], list[Path]] = defaultdict(list)
     unmapped = []
     declaring = config is not None and config.conditions is not None
-    declared = {key(t): (c, t) for c, ts in config.conditions.items() for t in ts} if declaring else {}
-    root_trials = {key(p.stem) for p in files if p.parent == where.folder and extension(p.name) == "c3d"}
+    exact = {key(t): (c, t) for c, ts in config.conditions.items() for t in ts} if declaring else {}
+    declared = {name.casefold(): trial for name, trial in exact.items()}
+    undeclared = {} if declaring else _undeclared_names(files, where)
     for path in files:
-        stem, ext = key(path.stem), extension(path.name)
+        folded, ext = key(path.stem).casefold(), extension(path.name)
         at_root = path.parent == where.folder
-        if declaring and stem in declared:
-            trials[declared[stem]].append(path)
-        elif not declaring and not at_root:
-            trials[(path.relative_to(where.folder).parts[0], path.stem)].append(path)
-        elif not declaring and stem in root_trials:
-            trials[(DEFAULT_CONDITION, path.stem)].append(path)
+        condition = DEFAULT_CONDITION if at_root else path.relative_to(where.folder).parts[0]
+        trial = exact.get(key(path.stem)) or declared.get(folded) or ((condition, undeclared[(condition, folded)])
+                                         if (condition, folded) in undeclared else None)
+        if trial is not None:
+            if key(trial[1]) != key(path.stem):
+                warnings.append(_case_warning(path, trial[1], where))
+            trials[trial].append(path)
         elif ext in DOCUMENTS:
             trials[(ADDITIONAL_FILES, path.stem)].append(path)
         elif ext == "zip":
@@ -141,7 +160,7 @@ def _claim(files: list[Path], where: _SessionFolder, config: SessionConfig | Non
         else:
             reason = ("no trial of conditionDefinition has this name" if declaring
                       else "not a trial: at the session root only .c3d files and files named like them are trials")
-            unmapped.append(Unmapped(_display(path, where.root), reason, str(where.folder.parent)))
+            unmapped.append(Unmapped(display(path, where.root), reason, str(where.folder.parent)))
     return trials, unmapped
 
 
@@ -151,9 +170,9 @@ def _trial(condition: str, name: str, paths: list[Path], where: _SessionFolder, 
     files = []
     for path in sorted(paths):
         if key(path.name) in seen:
-            problems.append(Problem(_display(path, where.root), "(file)",
+            problems.append(Problem(display(path, where.root), "(file)",
                                     f"trial {name!r} already has a file named {path.name!r} "
-                                    f"({_display(seen[key(path.name)], where.root)}); rename one of them"))
+                                    f"({display(seen[key(path.name)], where.root)}); rename one of them"))
             continue
         seen[key(path.name)] = path
         files.append(DataFile(name=path.name, data_type=data_type(path.name, options.data_types), source=str(path),
@@ -163,31 +182,69 @@ def _trial(condition: str, name: str, paths: list[Path], where: _SessionFolder, 
                  representative=tuple(s for s in ("left", "right") if s in representative.split(",")))
 
 
-def _session(where: _SessionFolder, options: ScanOptions, problems: list[Problem], warnings: list[str],
-             unmapped: list[Unmapped]) -> tuple[Session, SessionConfig | None]:
-    display = _display(where.folder / CONFIG_NAME, where.root)
-    config = None
-    if (where.folder / CONFIG_NAME).is_file():
-        try:
-            config = load(where.folder / CONFIG_NAME, display)
-            warnings.extend(config.warnings)
-        except InvalidInput as exc:
-            problems.extend(exc.problems)
+def _config(where: _SessionFolder, problems: list[Problem], warnings: list[str]) -> SessionConfig | None:
+    """The session's config file, if it is a readable JSON file inside the root; else a problem naming it."""
+    path = where.folder / CONFIG_NAME
+    if not os.path.lexists(path):
+        return None
+    found = entry(path, where.root, problems)
+    if found is None:
+        return None
+    if found.kind is not Kind.FILE:
+        problems.append(Problem(display(path, where.root), "$", f"is a {found.kind.value}, not a JSON file; "
+                                "replace it with the session's settings file or remove it"))
+        return None
     try:
-        day = session_date(config, where.folder.name, display)
+        config = load(path, display(path, where.root))
     except InvalidInput as exc:
         problems.extend(exc.problems)
-        day = None
-    claimed, left_over = _claim(_files(where, problems, warnings), where, config)
+        return None
+    warnings.extend(config.warnings)
+    return config
+
+
+def _date(where: _SessionFolder, config: SessionConfig | None, options: ScanOptions, problems: list[Problem],
+          warnings: list[str]) -> str | None:
+    """The session date; a session without one is a warning, or an error under --require-date."""
+    folder = display(where.folder, where.root)
+    file = config.path if config else folder
+    try:
+        day, missing = session_date(config, where.folder.name, file, options.date_format)
+    except InvalidInput as exc:
+        problems.extend(exc.problems)
+        return None
+    if day is None and options.require_date:
+        problems.append(Problem(file, "$.session_date" if config else "(folder name)",
+                                f"no session date (--require-date); {missing}"))
+    elif day is None:
+        warnings.append(f"{folder}: no session date; {missing}")
+    return day
+
+
+def _session(where: _SessionFolder, options: ScanOptions, problems: list[Problem], warnings: list[str],
+             unmapped: list[Unmapped]) -> tuple[Session, SessionConfig | None]:
+    config = _config(where, problems, warnings)
+    day = _date(where, config, options, problems, warnings)
+    files = _files(where, problems, warnings)
+    claimed, left_over = _claim(files, where, config, warnings)
     unmapped.extend(left_over)
     trials = [_trial(c, t, paths, where, config, options, problems) for (c, t), paths in sorted(claimed.items())]
-    _check_named_trials(config, trials, display, problems)
+    _check_named_trials(config, trials, files, display(where.folder / CONFIG_NAME, where.root), problems)
     metadata = {k: v for k, v in (config.session_metadata if config else {}).items() if k != "session_date"}
     return Session(name=where.folder.name, date=day, metadata=metadata, trials=tuple(trials),
                    source=str(where.folder)), config
 
 
-def _check_named_trials(config: SessionConfig | None, trials: list[Trial], file: str,
+def _nearest(name: str, files: list[Path], taken: set[str]) -> str:
+    """`; similar file names found: Walk3.c3d, Wlak03.c3d` — files no trial took that the user may have meant."""
+    folded = {t.casefold() for t in taken}
+    free = [p for p in files if key(p.stem).casefold() not in folded]
+    close = difflib.get_close_matches(name, sorted({p.stem for p in free}), n=3, cutoff=0.6)
+    names = [p.name for stem in close for p in sorted(free) if p.stem == stem]
+    return f"; similar file names found: {', '.join(names[:5])}" if names else ""
+
+
+def _check_named_trials(config: SessionConfig | None, trials: list[Trial], files: list[Path], file: str,
                         problems: list[Problem]) -> None:
     """Declared trials need a file; options may name only trials that exist."""
     if config is None:
@@ -197,16 +254,32 @@ def _check_named_trials(config: SessionConfig | None, trials: list[Trial], file:
         for i, name in enumerate(names):
             if key(name) not in present:
                 problems.append(Problem(file, f"$.conditionDefinition.{condition}[{i}]",
-                                        f"trial {name!r} has no file in the session folder "
-                                        f"(expected e.g. {name}.c3d); add the file or remove the trial"))
+                                        f"trial {name!r} has no file in the session folder (expected e.g. "
+                                        f"{name}.c3d{_nearest(name, files, present)}); add or rename the file, "
+                                        "or remove the trial"))
     if config.conditions is None:
         for section, names in (("representativeTrials", config.representative), ("trialSideSelection", config.sides)):
-            problems.extend(Problem(file, f"$.{section}.{name}", f"no trial named {name!r} in the session folder")
+            problems.extend(Problem(file, f"$.{section}.{name}", f"no trial named {name!r} in the session folder"
+                                    f"{_nearest(name, files, present)}; rename the file or correct the name")
                             for name in names if key(name) not in present)
 
 
 def _blank(value: Any) -> bool:
     return value in ("", None, [], {}) or (isinstance(value, dict) and value.get("value") in ("", []))
+
+
+def _interventions(name: str, sessions: list[tuple[Session, SessionConfig | None]], warnings: list[str]) -> list:
+    """The latest session's interventions; any other session that lists different ones is warned about by name."""
+    given = [(session, config.interventions) for session, config in sessions if config and config.interventions]
+    if not given:
+        return []
+    latest, imported = given[-1]
+    for session, listed in given[:-1]:
+        if listed != imported:
+            warnings.append(f"subject {name!r}: interventionMetadata of session {session.name!r} differs from that "
+                            f"of session {latest.name!r}; the list of {latest.name!r} is imported: "
+                            f"{json.dumps(imported, ensure_ascii=False)}")
+    return imported
 
 
 def _subject(name: str, folder: Path, sessions: list[tuple[Session, SessionConfig | None]],
@@ -228,7 +301,7 @@ def _subject(name: str, folder: Path, sessions: list[tuple[Session, SessionConfi
                 else:
                     warnings.append(f"{config.path}: $.subjectMetadata.{field_name}: differs from an earlier session "
                                     f"of {name!r}; the earlier value is imported")
-        interventions = config.interventions or interventions
+    interventions = _interventions(name, sessions, warnings)
     if interventions:
         metadata["interventions"] = interventions
     mrn = metadata.get("ehr-id") or None
@@ -238,21 +311,23 @@ def _subject(name: str, folder: Path, sessions: list[tuple[Session, SessionConfi
 def scan(paths: list[Path], options: ScanOptions | None = None) -> LocalTree:
     """The desired tree of the given folders; raises InvalidInput listing every problem found."""
     options = options or ScanOptions()
+    if options.date_format and (why := dates.format_error(options.date_format)):
+        raise InputError(f"--date-format {options.date_format!r}: {why}")
     problems: list[Problem] = []
     warnings: list[str] = []
     unmapped: list[Unmapped] = []
     by_subject: dict[Path, list[tuple[Session, SessionConfig | None]]] = defaultdict(list)
-    folders = session_folders(paths, options.layout)
-    for where in folders:
+    found = session_folders(paths, options.layout, problems)
+    for where in found:
         by_subject[where.folder.parent].append(_session(where, options, problems, warnings, unmapped))
     subjects = [_subject(folder.name, folder, sessions, problems, warnings) for folder, sessions in by_subject.items()]
     _check_identities(subjects, problems)
     if problems:
         raise InvalidInput(problems)
-    if not folders:
-        warnings.append("no session folders found below " + ", ".join(str(p) for p in paths))
+    if not found:
+        warnings.append("no session folders found below " + ", ".join(shown(p) for p in paths))
     return LocalTree(tree=Tree(tuple(sorted(subjects, key=lambda s: key(s.name)))),
-                     roots=tuple(sorted({str(w.root) for w in folders})),
+                     roots=tuple(sorted({str(w.root) for w in found})),
                      paths=tuple(str(p.resolve()) for p in paths), unmapped=tuple(unmapped),
                      warnings=tuple(warnings))
 

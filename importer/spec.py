@@ -7,7 +7,6 @@ in one pass; nothing is written while any remains.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -15,14 +14,15 @@ from typing import Any
 
 import jsonschema
 
+from . import dates, documents
 from .documents import json_path, validator
 from .errors import InputError
+from .paths import shown
 
 CONFIG_NAME = "moveshelf_config_import.json"
 CONFIG_SCHEMA = "moveshelf_config_import.schema.json"
 KNOWN_KEYS = ("subjectMetadata", "interventionMetadata", "sessionMetadata", "conditionDefinition",
               "representativeTrials", "trialSideSelection", "session_date")
-_LEADING_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?!\d)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,28 +116,31 @@ def check(document: Any, file: str) -> list[Problem]:
     return problems
 
 
-def session_date(config: SessionConfig | None, folder_name: str, file: str) -> str | None:
-    """The session date: `session_date`, else `sessionMetadata.session_date`, else a leading date of the folder."""
+def session_date(config: SessionConfig | None, folder_name: str, file: str,
+                 date_format: str | None = None) -> tuple[str | None, str | None]:
+    """The session date and, when there is none, why: the config's date wins over a date in the folder name."""
     if config and config.session_date:
-        return config.session_date
+        return config.session_date, None
     if config and isinstance(config.session_metadata.get("session_date"), str):
-        return config.session_metadata["session_date"]
-    match = _LEADING_DATE.match(folder_name)
-    if match and not valid_date(match.group(1)):
-        raise InvalidInput([Problem(file, "(folder name)", f"{match.group(1)!r} in folder name "
-                                    f"{folder_name!r} is not a valid date; rename the folder or set session_date")])
-    return match.group(1) if match else None
+        return config.session_metadata["session_date"], None
+    found = dates.from_name(folder_name, date_format)
+    if found.invalid:
+        raise InvalidInput([Problem(file, "(folder name)", f"{found.invalid!r} in folder name {shown(folder_name)!r} "
+                                    "is not a valid date; rename the folder or set session_date")])
+    if found.day:
+        return found.day, None
+    if found.ambiguous:
+        return None, (f"{found.ambiguous!r} in the folder name may be day-first or month-first; pass --date-format "
+                      "(e.g. --date-format %d-%m-%Y) or set session_date")
+    return None, "set session_date in moveshelf_config_import.json or put the date in the folder name (YYYY-MM-DD)"
 
 
 def load(path: Path, display: str) -> SessionConfig:
     """Read and check one config file; raise InvalidInput naming `display` and the JSON path."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as exc:
-        raise InvalidInput([Problem(display, f"line {exc.lineno} column {exc.colno}",
-                                    f"not valid JSON: {exc.msg}")]) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput([Problem(display, "$", f"cannot be read: {exc}")]) from exc
+        document = documents.parse(path)
+    except documents.Unreadable as exc:
+        raise InvalidInput([Problem(display, exc.location, exc.reason)]) from None
     problems = check(document, display)
     if problems:
         raise InvalidInput(problems)

@@ -17,6 +17,7 @@ import filelock
 import platformdirs
 
 from .errors import LockHeld
+from .private import private_folder, write_private
 
 
 def state_dir(base: Path | None, api_url: str, project: str, shard: tuple[int, int] | None = None) -> Path:
@@ -26,15 +27,14 @@ def state_dir(base: Path | None, api_url: str, project: str, shard: tuple[int, i
     if shard:
         name += f"-shard{shard[0]}of{shard[1]}"
     folder = (base or Path(platformdirs.user_state_dir("moveshelf-import"))) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return private_folder(folder)  # the journal holds subject names, i.e. patient names
 
 
 @contextmanager
 def run_lock(folder: Path, roots: tuple[str, ...], project: str) -> Iterator[None]:
     """One apply at a time per project and import root. The OS drops the lock when its holder dies."""
     digest = hashlib.sha256("\n".join(roots).encode()).hexdigest()[:10]
-    lock = filelock.FileLock(folder / f"apply-{digest}.lock")
+    lock = filelock.FileLock(folder / f"apply-{digest}.lock", mode=0o600)
     holder = folder / f"apply-{digest}.pid"
     try:
         lock.acquire(timeout=0)
@@ -43,7 +43,7 @@ def run_lock(folder: Path, roots: tuple[str, ...], project: str) -> Iterator[Non
         raise LockHeld(f"another apply (PID {pid}) is running for project {project} and {', '.join(roots)}",
                        "wait for it to finish; a crashed run's lock is released by the operating system") from None
     try:
-        holder.write_text(f"{os.getpid()}\n")
+        write_private(holder, f"{os.getpid()}\n")
         yield
     finally:
         lock.release()

@@ -26,11 +26,12 @@ class Action(enum.Enum):
     CREATE_TRIAL = "create_trial"
     UPLOAD_FILE = "upload_file"
     REPLACE_FILE = "replace_file"
+    REMOVE_RECORD = "remove_record"
     UPDATE_TRIAL_METADATA = "update_trial_metadata"
 
     @property
     def sigil(self) -> str:
-        return {"create": "+", "upload": "+", "update": "~", "replace": "-/+"}[self.value.split("_")[0]]
+        return {"create": "+", "upload": "+", "update": "~", "replace": "-/+", "remove": "-"}[self.value.split("_")[0]]
 
 
 class ConflictPolicy(enum.Enum):
@@ -110,6 +111,17 @@ class UploadFile:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoveRecord:
+    """A file record this tool created that is not the one kept: an interrupted upload's leftover, a redundant
+    copy, or the old content a replacement superseded. Records of others are never removed."""
+
+    data_id: str
+    name: str
+    status: str  # the record's uploadStatus when planned
+    why: str  # for display: "left by an interrupted run", "a copy of the same bytes", "replaced"
+
+
+@dataclass(frozen=True, slots=True)
 class UpdateTrialMetadata:
     """Title and trialTemplate options; `side_files` name the files whose new data ids the options key on."""
 
@@ -121,12 +133,12 @@ class UpdateTrialMetadata:
 
 
 Payload = (CreateSubject | UpdateSubjectMetadata | CreateSession | UpdateSessionMetadata | CreateTrial | UploadFile
-           | UpdateTrialMetadata)
+           | RemoveRecord | UpdateTrialMetadata)
 PAYLOADS: dict[Action, type] = {
     Action.CREATE_SUBJECT: CreateSubject, Action.UPDATE_SUBJECT_METADATA: UpdateSubjectMetadata,
     Action.CREATE_SESSION: CreateSession, Action.UPDATE_SESSION_METADATA: UpdateSessionMetadata,
     Action.CREATE_TRIAL: CreateTrial, Action.UPLOAD_FILE: UploadFile, Action.REPLACE_FILE: UploadFile,
-    Action.UPDATE_TRIAL_METADATA: UpdateTrialMetadata,
+    Action.REMOVE_RECORD: RemoveRecord, Action.UPDATE_TRIAL_METADATA: UpdateTrialMetadata,
 }
 
 
@@ -163,8 +175,9 @@ class Step:
         return self.payload.size if isinstance(self.payload, UploadFile) else 0
 
 
-def step_id(action: Action, target: Address) -> str:
-    return f"{action.value}:{target}"
+def step_id(action: Action, target: Address, record: str | None = None) -> str:
+    """Unique in a plan: a file can have several records to remove, so those name the record too."""
+    return f"{action.value}:{target}" + (f"#{record}" if record else "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from .model import LocalTree
 from .planner import approve, diff
 from .progress import Progress
 from .remote import Project, find_project, gather_facts, read_state
+from .render import plural
 from .scan import ScanOptions, scan
 from .scheduler import Result, Status
 from .selection import Selection
@@ -136,7 +137,8 @@ def apply(settings: Settings, progress_mode: str = "lines", confirm: Callable[[P
     with connect(settings, cancel) as context, run_lock(context.folder, local.roots, context.project.name):
         the_plan, stale = _checked(settings, context, local, saved)
         if settings.on_conflict is ConflictPolicy.FAIL and the_plan.conflicts:
-            raise FatalError(f"{len(the_plan.conflicts)} conflict(s) and --on-conflict fail; nothing was written:\n"
+            raise FatalError(f"{plural(len(the_plan.conflicts), 'conflict')} and --on-conflict fail; nothing was "
+                             "written:\n"
                              + "\n".join(f"  {c['target']}: {c['reason']}" for c in the_plan.conflicts),
                              "use --on-conflict skip to leave them, or replace to upload the local files")
         if not confirm(the_plan):

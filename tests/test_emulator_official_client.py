@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
+import requests
 from moveshelf_api import util
 from moveshelf_api.api import GraphQlException
 
@@ -244,3 +246,52 @@ def test_project_level_reads(official_api, session, tmp_path: Path):
     assert [p["name"] for p in official_api.getProjectAndClips()] == [PROJECT]
     context = official_api.getSubjectContext(session["patient"]["id"])
     assert context["project"]["id"] == pid and context["name"] == "Subject1"
+
+
+def test_clip_level_upload_and_direct_clip_creation(official_api, tmp_path: Path):
+    pid = project_id(official_api)
+    bare = official_api.createClip(PROJECT, {"title": "Empty", "projectPath": "/Solo/2025-01-01/Walk"})
+    (tmp_path / "Walk01.c3d").write_bytes(b"c3d bytes")
+    uploaded = official_api.uploadFile(str(tmp_path / "Walk01.c3d"), PROJECT, {"title": "Walk01"})
+    clips = official_api.getProjectClips(pid, 10, include_download_link=True)
+    assert [(c["id"], c["title"], c["originalFileName"]) for c in clips] == [
+        (bare, "Empty", None), (uploaded, "Walk01", "Walk01.c3d")]
+    assert clips[1]["originalDataDownloadUri"].endswith("/Walk01.c3d") and clips[0]["originalDataDownloadUri"] is None
+    download = requests.get(clips[1]["originalDataDownloadUri"], timeout=10)
+    assert download.content == b"c3d bytes"
+
+
+def test_delete_one_subject_and_read_metadata_with_the_util_helper(official_api):
+    subject = find_or_create_subject(official_api, "MRN-9", "Dora")
+    official_api.updateSubjectMetadataInfo(subject["id"], json.dumps({"subject-sex": "Female"}))
+    assert util.getPatientMetadata(official_api, subject["id"]) == {"ehr-id": "MRN-9", "subject-sex": "Female"}
+    assert official_api.deleteSubject(subject["id"]) is True
+    assert official_api.getProjectSubjectByEhrId("MRN-9", project_id(official_api)) is None
+
+
+def test_filtered_sessions_from_a_session_overview_url(official_api):
+    pid = project_id(official_api)
+    for mrn, name, sex, day in (("U1", "Eve", "Female", "2025-02-01"), ("U2", "Finn", "Male", "2025-03-01")):
+        subject = find_or_create_subject(official_api, mrn, name)
+        official_api.updateSubjectMetadataInfo(subject["id"], json.dumps({"subject-sex": sex}))
+        created = find_or_create_session(official_api, subject, day, day)
+        official_api.updateSessionMetadataInfo(created["id"], day, json.dumps({"metadata": {"session-type": "Gait"}}))
+    url = (f"https://moveshelf.com/project/{pid}/sessions?startDate=2025-01-01&endDate=2025-12-31"
+           "&subject-sex=Male&session-type=Gait")
+    sessions = official_api.getFilteredProjectSessions(project_id=pid, session_overview_url=url)
+    assert [s["projectPath"] for s in sessions] == ["/Finn/2025-03-01/"]
+
+
+def test_every_public_method_of_the_official_client_is_exercised():
+    """A newer client with a new method fails here until a test drives it against the emulator."""
+    import inspect
+
+    from moveshelf_api.api import MoveshelfApi
+
+    public = {name for name, _ in inspect.getmembers(MoveshelfApi, inspect.isfunction) if not name.startswith("_")}
+    public |= {name for name, value in vars(util).items()
+               if inspect.isfunction(value) and value.__module__ == util.__name__ and not name.startswith("_")}
+    called = set()
+    for source in Path(__file__).parent.glob("test_emulator_*.py"):
+        called |= set(re.findall(r"\.(\w+)\(", source.read_text()))
+    assert len(public) >= 40 and public - called == set()

@@ -97,13 +97,14 @@ def test_session_date_is_validated(gql: Gql):
 
 
 # -- storage --------------------------------------------------------------------------------------------
-def test_upload_completes_only_with_matching_checksum(gql: Gql):
+def test_upload_carrying_x_goog_hash_completes_only_with_matching_checksum(gql: Gql):
     data_id, url = new_data(gql, b"right bytes")
     assert record(gql, data_id)["uploadStatus"] == "Processing"
-    bad = requests.put(url, data=b"wrong bytes", headers={"Content-Type": "application/octet-stream"})
-    assert bad.status_code == 400 and "<Code>BadDigest</Code>" in bad.text
+    for sent in (b"wrong bytes", b"right bytes"):  # a header that matches the bytes, not the mutation's crc32c
+        bad = requests.put(url, data=b"wrong bytes", headers={"x-goog-hash": f"crc32c={crc(sent)}"})
+        assert bad.status_code == 400 and "<Code>BadDigest</Code>" in bad.text
     assert record(gql, data_id)["uploadStatus"] == "Processing"
-    good = requests.put(url, data=b"right bytes", headers={"Content-Type": "application/octet-stream"})
+    good = requests.put(url, data=b"right bytes", headers={"x-goog-hash": f"crc32c={crc(b'right bytes')}"})
     assert good.status_code == 200
     assert record(gql, data_id)["uploadStatus"] == "Complete"
 

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from importer.address import Address
-from importer.model import DataFile, LocalTree, Session, Subject, Tree, Trial, Unmapped
+from importer.model import DataFile, Facts, LocalTree, Session, Subject, Tree, Trial, Unmapped
 from importer.planner import diff
 from importer.render import plan_text
 from importer.steps import Action, ConflictPolicy, from_json, to_json
@@ -43,7 +43,7 @@ def actual(*files: DataFile, name: str = "Ann", options: dict | None = None) -> 
 
 
 def test_everything_new_is_created_in_dependency_order():
-    plan = diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p")
+    plan = diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), Facts(), "org/p")
     assert [(s.action, str(s.target), s.depends_on) for s in plan.steps] == [
         (Action.CREATE_SUBJECT, "/Ann", ()),
         (Action.UPDATE_SUBJECT_METADATA, "/Ann", ("create_subject:/Ann",)),
@@ -60,13 +60,13 @@ def test_everything_new_is_created_in_dependency_order():
 
 def test_matching_server_makes_no_steps():
     plan = diff(desired(local_file("Walk01.c3d", "crc1")), actual(remote_file("Walk01.c3d", "D1")),
-                {"D1": ("crc1", 10)}, "org/p")
+                Facts({"D1": ("crc1", 10)}), "org/p")
     assert plan.steps == () and plan.ids[Address.parse("/Ann/2025-01-02/Barefoot/Walk01/Walk01.c3d")] == "D1"
 
 
 def test_subject_matched_by_mrn_keeps_the_server_name():
     plan = diff(desired(local_file("Walk01.c3d", "crc1"), name="Ann Folder"), actual(remote_file("Walk01.c3d", "D1")),
-                {"D1": ("crc1", 10)}, "org/p")
+                Facts({"D1": ("crc1", 10)}), "org/p")
     assert plan.steps == ()
     assert "matched by MRN '42'" in plan.warnings[0]
 
@@ -74,7 +74,7 @@ def test_subject_matched_by_mrn_keeps_the_server_name():
 def test_new_session_of_a_renamed_subject_uses_the_server_path():
     local = desired(local_file("Walk01.c3d"), name="Ann Folder")
     server = Tree((Subject("Ann", mrn="42", metadata={"ehr-id": "42", "first": "A"}, remote_id="P1"),))
-    create = next(s for s in diff(local, server, {}, "org/p").steps if s.action is Action.CREATE_SESSION)
+    create = next(s for s in diff(local, server, Facts(), "org/p").steps if s.action is Action.CREATE_SESSION)
     assert create.payload.project_path == "/Ann/2025-01-02/" and create.depends_on == ()
 
 
@@ -83,40 +83,77 @@ def test_new_session_of_a_renamed_subject_uses_the_server_path():
     ((Subject("X", mrn="42", remote_id="P1"), Subject("Y", mrn="42", remote_id="P2")), "2 subjects on the server"),
 ])
 def test_ambiguous_subjects_are_conflicts_never_guesses(server, reason):
-    plan = diff(desired(local_file("Walk01.c3d")), Tree(server), {}, "org/p")
+    plan = diff(desired(local_file("Walk01.c3d")), Tree(server), Facts(), "org/p")
     assert plan.steps == () and reason in plan.conflicts[0]["reason"]
 
 
-@pytest.mark.parametrize(("policy", "actions", "conflicts"), [
-    (ConflictPolicy.SKIP, [], 1), (ConflictPolicy.FAIL, [], 1), (ConflictPolicy.REPLACE, [Action.REPLACE_FILE], 0)])
-def test_changed_file_follows_the_conflict_policy(policy, actions, conflicts):
-    plan = diff(desired(local_file("Walk01.c3d", "new")), actual(remote_file("Walk01.c3d", "D1")),
-                {"D1": ("old", 10)}, "org/p", policy)
+@pytest.mark.parametrize(("policy", "ours", "actions", "conflicts"), [
+    (ConflictPolicy.SKIP, True, [], 1), (ConflictPolicy.FAIL, True, [], 1),
+    (ConflictPolicy.REPLACE, True, [Action.REPLACE_FILE, Action.REMOVE_RECORD], 0),
+    (ConflictPolicy.REPLACE, False, [], 1)])  # a record of others is never replaced
+def test_changed_file_follows_the_conflict_policy(policy, ours, actions, conflicts):
+    facts = Facts({"D1": ("old", 10)}, ours=frozenset({"D1"} if ours else ()))
+    plan = diff(desired(local_file("Walk01.c3d", "new")), actual(remote_file("Walk01.c3d", "D1")), facts, "org/p",
+                policy)
     assert [s.action for s in plan.steps] == actions and len(plan.conflicts) == conflicts
     if actions:
-        assert plan.steps[0].payload.replaces == ("D1",)
+        assert plan.steps[1].payload.data_id == "D1" and plan.steps[1].depends_on == (plan.steps[0].id,)
 
 
-def test_unknown_server_content_is_a_conflict_and_a_stale_record_is_replaced():
-    unknown = diff(desired(local_file("Walk01.c3d")), actual(remote_file("Walk01.c3d", "D1")), {}, "org/p")
+def test_unknown_server_content_is_a_conflict():
+    unknown = diff(desired(local_file("Walk01.c3d")), actual(remote_file("Walk01.c3d", "D1")), Facts(), "org/p")
     assert "cannot be compared" in unknown.conflicts[0]["reason"]
-    stale = diff(desired(local_file("Walk01.c3d")), actual(remote_file("Walk01.c3d", "D1", "Processing")), {}, "org/p")
-    assert [(s.action, s.payload.replaces) for s in stale.steps] == [(Action.REPLACE_FILE, ("D1",))]
+
+
+def records_plan(*records: DataFile, facts: Facts):
+    return diff(desired(local_file("Walk01.c3d", "c")), actual(*records), facts, "org/p")
+
+
+def test_an_interrupted_upload_of_this_tool_is_uploaded_again_then_removed():
+    plan = records_plan(remote_file("Walk01.c3d", "D1", "Processing"), facts=Facts(ours=frozenset({"D1"})))
+    upload, remove = plan.steps
+    assert (upload.action, remove.action, remove.payload.data_id) == (Action.UPLOAD_FILE, Action.REMOVE_RECORD, "D1")
+    assert remove.depends_on == (upload.id,) and remove.payload.why == "left by an interrupted run"
+    assert "- stale record of Walk01.c3d (Processing, left by an interrupted run)" in plan_text(plan)
+
+
+def test_every_other_record_of_this_tool_is_removed_and_one_good_record_kept():
+    records = (remote_file("Walk01.c3d", "D1", "Processing"), remote_file("Walk01.c3d", "D2"),
+               remote_file("Walk01.c3d", "D3"))
+    facts = Facts({"D2": ("c", 10), "D3": ("c", 10)}, ours=frozenset({"D1", "D2", "D3"}))
+    plan = records_plan(*records, facts=facts)
+    assert plan.ids[Address.parse("/Ann/2025-01-02/Barefoot/Walk01/Walk01.c3d")] == "D2"
+    assert [(s.action, s.payload.data_id, s.payload.why) for s in plan.steps] == [
+        (Action.REMOVE_RECORD, "D1", "left by an interrupted run"), (Action.REMOVE_RECORD, "D3", "a copy of the same bytes")]
+
+
+def test_a_record_stored_by_this_tool_and_still_processing_is_not_uploaded_again():
+    facts = Facts({"D1": ("c", 10)}, ours=frozenset({"D1"}), stored=frozenset({"D1"}))
+    plan = records_plan(remote_file("Walk01.c3d", "D1", "Processing"), facts=facts)
+    assert plan.steps == () and plan.conflicts == ()
+
+
+def test_records_of_others_are_listed_and_never_removed():
+    records = (remote_file("Walk01.c3d", "D1", "Processing"), remote_file("Walk01.c3d", "D2"))
+    plan = records_plan(*records, facts=Facts({"D2": ("c", 10)}))
+    assert plan.steps == ()
+    assert any("1 other record of Walk01.c3d (1 unfinished) not made by this tool, left alone" in w
+               for w in plan.warnings)
 
 
 def test_trial_options_step_only_when_they_differ():
     files = (remote_file("Walk01.c3d", "D1"),)
     wanted = {"trialTemplate": {"sideAdditionalData": {"D1": "left"}}}
     same = diff(desired(local_file("Walk01.c3d", "c"), side="left"), actual(*files, options=wanted),
-                {"D1": ("c", 10)}, "org/p")
+                Facts({"D1": ("c", 10)}), "org/p")
     assert same.steps == ()
     other = diff(desired(local_file("Walk01.c3d", "c"), side="right"), actual(*files, options=wanted),
-                 {"D1": ("c", 10)}, "org/p")
+                 Facts({"D1": ("c", 10)}), "org/p")
     assert [s.action for s in other.steps] == [Action.UPDATE_TRIAL_METADATA]
 
 
 def test_json_round_trips_and_is_valid():
-    plan = diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p")
+    plan = diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), Facts(), "org/p")
     document = to_json(plan)
     schema = json.loads(resources.files("importer").joinpath("schemas/plan.schema.json").read_text())
     jsonschema.validate(document, schema)
@@ -136,11 +173,11 @@ def existing_subject_plan():
     old_session = Session("2019-06-01", date="2019-06-01", remote_id="SE0", remote_path="/Ann/2019-06-01/")
     remote = dataclasses.replace(remote, sessions=(old_session, *remote.sessions), metadata={
         "ehr-id": "42", "subject-first-name": "Anna", "subject-middle-name": "", "notes": ""})
-    return diff(local, Tree((remote,)), {"D1": ("crc1", 10)}, "org/p")
+    return diff(local, Tree((remote,)), Facts({"D1": ("crc1", 10)}), "org/p")
 
 
 NOTES = "Walks with a posterior leaf-spring orthosis on the left since 2023"
-CASES = {"plan": lambda: diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p"),
+CASES = {"plan": lambda: diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), Facts(), "org/p"),
          "plan-existing": existing_subject_plan}
 
 
@@ -170,14 +207,14 @@ def test_what_the_server_keeps_without_any_change_is_a_warning_with_both_values(
     local = desired(local_file("Walk01.c3d", "crc1"))
     subject = dataclasses.replace(local.tree.subjects[0], metadata={"ehr-id": "42", "first": "B"})
     plan = diff(dataclasses.replace(local, tree=Tree((subject,))), actual(remote_file("Walk01.c3d", "D1")),
-                {"D1": ("crc1", 10)}, "org/p")
+                Facts({"D1": ("crc1", 10)}), "org/p")
     assert plan.steps == () and plan.warnings == ('/Ann: server keeps first "A" (folders say "B")',)
 
 
 def test_the_plan_schema_describes_each_actions_payload():
     from importer.documents import validator
 
-    document = to_json(diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), {}, "org/p"))
+    document = to_json(diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), Facts(), "org/p"))
     assert not list(validator("plan.schema.json").iter_errors(document))
     upload = next(s for s in document["steps"] if s["action"] == "upload_file")
     del upload["detail"]["crc32c"]
@@ -191,7 +228,7 @@ def test_objects_only_on_the_server_are_kept_in_the_plan_and_counted():
     subject = server.subjects[0]
     session = dataclasses.replace(subject.sessions[0], trials=(*subject.sessions[0].trials, extra))
     server = Tree((dataclasses.replace(subject, sessions=(session,)),))
-    plan = diff(desired(local_file("Walk01.c3d", "crc1")), server, {"D1": ("crc1", 10)}, "org/p")
+    plan = diff(desired(local_file("Walk01.c3d", "crc1")), server, Facts({"D1": ("crc1", 10)}), "org/p")
     assert plan.steps == ()
     assert sorted((o["kind"], o["target"]) for o in plan.server_only) == [
         ("file", "/Ann/2025-01-02/Barefoot/Walk01/Old.c3d"), ("trial", "/Ann/2025-01-02/Barefoot/Walk09")]

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date
@@ -31,7 +32,7 @@ from graphql import (
 from .signing import Signer
 from .store import Row, Store
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 _TEMPLATE = {"template": {"subject-first-name": {}, "subject-last-name": {}, "ehr-id": {},
                           "subject-date-of-birth": {}, "subject-sex": {}, "subject-diagnosis": {}},
              "sessionMetadataTabs": [{"name": "Session", "template": {"session-type": {},
@@ -56,14 +57,20 @@ def parse_global_id(value: Any) -> tuple[str, int] | None:
         return None
 
 
-def valid_date(value: str) -> bool:
-    if not _DATE.match(value):
-        return False
+def normal_date(value: str) -> str | None:
+    """`YYYY-MM-DD` of a date written as the official client's `strptime("%Y-%m-%d")` accepts it
+    (`2021-7-4` included, as in Moveshelf's own session names), or None when it is no date."""
+    match = _DATE.match(value.strip())
+    if not match:
+        return None
     try:
-        date.fromisoformat(value)
+        return date(*map(int, match.groups())).isoformat()
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def valid_date(value: str) -> bool:
+    return normal_date(value) is not None
 
 
 def as_datetime(day: str | None) -> str | None:
@@ -96,10 +103,22 @@ def _wire_scalar(scalar: Any, output: Callable, parse: Callable) -> None:
 
 
 def _date_parse(value: Any) -> str:
-    text = str(value)[:10]
-    if not valid_date(text):
+    day = normal_date(str(value).split("T")[0])
+    if day is None:
         raise ValueError(f"invalid date {value!r}; expected YYYY-MM-DD or an ISO datetime")
-    return text
+    return day
+
+
+def upload_status(row: Row) -> str:
+    """`Processing` until the bytes arrived and the (imitated) processing after them is over."""
+    ready_at = row.get("ready_at")
+    if row["upload_status"] == "Complete" and ready_at is not None and ready_at > time.time():
+        return "Processing"
+    return row["upload_status"]
+
+
+def slash_terminated(path: str | None) -> str | None:
+    return path if not path or path.endswith("/") else f"{path}/"
 
 
 # -- metadata matching -------------------------------------------------------------------------
@@ -192,9 +211,11 @@ def validation_errors(text: str, tab: str) -> list[str]:
 class MoveshelfApi:
     """The schema, its resolvers, and a cache of parsed and validated queries."""
 
-    def __init__(self, store: Store, signer: Signer, schema_sdl: str | None = None) -> None:
+    def __init__(self, store: Store, signer: Signer, schema_sdl: str | None = None, *,
+                 clip_path_slash: bool = False) -> None:
         self.store = store
         self.signer = signer
+        self.clip_path_slash = clip_path_slash
         sdl = schema_sdl or resources.files("importer").joinpath("schemas/moveshelf.graphql").read_text()
         self.schema = self._build(sdl)
         self._documents: OrderedDict[str, tuple[DocumentNode | None, list[GraphQLError]]] = OrderedDict()
@@ -271,7 +292,7 @@ class MoveshelfApi:
             "recentSessions": lambda info, **kw: self._recent_sessions(pk, **kw),
             "clips": lambda info, first=None: {
                 "edges": [{"node": self.clip(r)} for r in self.store.clips_of_project(pk, first)]},
-            "datasets": [], "norms": [],
+            "datasets": [], "norms": [], "configuration": {},
         }
 
     def patient_item(self, row: Row) -> dict:
@@ -303,31 +324,40 @@ class MoveshelfApi:
             "patient": lambda info: self.patient(self.store.patient(row["patient_pk"])),
             "reports": lambda info: self._reports("session_pk", pk),
             "clips": lambda info: [self.clip(r) for r in self.store.clips_of_session(pk)],
+            "norms": [],
         }
 
     def _reports(self, column: str, pk: int) -> list[dict]:
         return [{"id": global_id("Report", r["pk"]), "title": r["title"]}
                 for r in self.store.reports_of(column, pk)]
 
+    def clip_path(self, path: str | None) -> str | None:
+        """A clip's projectPath as this variant stores and answers it (see `--clip-path-slash`)."""
+        return slash_terminated(path) if self.clip_path_slash else path
+
     def clip(self, row: Row) -> dict:
         pk = row["pk"]
         data_rows = lambda: self.store.data_of_clip(pk)  # noqa: E731
         return {
             "__typename": "MocapClip", "id": global_id("MocapClip", pk), "title": row["title"],
-            "description": row["description"], "created": row["created"], "projectPath": row["project_path"],
-            "uploadStatus": row["upload_status"], "hasCharts": False,
+            "description": row["description"], "created": row["created"],
+            "projectPath": self.clip_path(row["project_path"]),
+            "uploadStatus": upload_status(row), "hasCharts": False,
             "hasVideo": lambda info: any(d["data_type"] == "video" for d in data_rows()),
             "customOptions": _loads(row["custom_options"]) if row["custom_options"] else None,
             "originalFileName": row["filename"],
-            "originalDataDownloadUri": self.signer.url("get", "clip", pk) if row["filename"] else None,
-            "additionalData": lambda info: [self.data(d) for d in data_rows()],
+            "originalDataDownloadUri": self.signer.download_url("clip", pk, row["filename"])
+            if row["filename"] else None,
+            "additionalData": lambda info, dataTypeFilter=None: [
+                self.data(d) for d in data_rows() if dataTypeFilter is None or d["data_type"] in dataTypeFilter],
         }
 
     def data(self, row: Row) -> dict:
         return {
             "id": global_id("AdditionalData", row["pk"]), "dataType": row["data_type"],
-            "uploadStatus": row["upload_status"], "originalFileName": row["filename"],
-            "previewDataUri": None, "originalDataDownloadUri": self.signer.url("get", "data", row["pk"]),
+            "uploadStatus": upload_status(row), "originalFileName": row["filename"],
+            "previewDataUri": None,
+            "originalDataDownloadUri": self.signer.download_url("data", row["pk"], row["filename"]),
         }
 
     # -- filters ----------------------------------------------------------------------------------------
@@ -421,34 +451,34 @@ class MoveshelfApi:
         }
 
     def _update_patient(self, _root, info, patientId, metadata=None):
+        """Without `metadata` nothing is changed: an absent argument is not an order to wipe the subject."""
         row = self._row("Patient", patientId)
-        if metadata is not None and not isinstance(metadata, dict):
+        if metadata is None:
+            return {"updated": True}
+        if not isinstance(metadata, dict):
             raise ApiError("metadata must be a JSON object")
-        return {"updated": self.store.update_patient(row["pk"], metadata or {})}
+        return {"updated": self.store.update_patient(row["pk"], metadata)}
 
     def _create_session(self, _root, info, projectId, projectPath, patientId, sessionDate=None):
         project = self._project(projectId)
         patient = self._row("Patient", patientId)
-        if sessionDate and not valid_date(sessionDate):
-            raise ApiError(f"Invalid session date '{sessionDate}'; expected YYYY-MM-DD")
+        day = _session_date(sessionDate)
         if not (projectPath.startswith("/") and projectPath.endswith("/") and projectPath.count("/") >= 3):
             raise ApiError(f"Invalid projectPath '{projectPath}'; expected /<subject>/<session>/")
-        return {"session": self.session(self.store.create_session(project["pk"], patient["pk"],
-                                                                   projectPath, sessionDate))}
+        return {"session": self.session(self.store.create_session(project["pk"], patient["pk"], projectPath, day))}
 
     def _update_session(self, _root, info, sessionId, sessionName, sessionMetadata=None,
                         sessionDate=None, previousUpdatedAt=None):
         row = self._row("Session", sessionId)
         if previousUpdatedAt and previousUpdatedAt != row["updated"]:
             raise ApiError("The session was changed by someone else since it was read")
-        if sessionDate and not valid_date(sessionDate):
-            raise ApiError(f"Invalid session date '{sessionDate}'; expected YYYY-MM-DD")
+        day = _session_date(sessionDate)
         if sessionMetadata is not None and not isinstance(sessionMetadata, dict):
             raise ApiError("sessionMetadata must be a JSON object")
         if not sessionName or "/" in sessionName:
             raise ApiError(f"Invalid session name '{sessionName}'")
         prefix = row["project_path"].rstrip("/").rsplit("/", 1)[0]
-        updated = self.store.update_session(row["pk"], f"{prefix}/{sessionName}/", sessionMetadata, sessionDate)
+        updated = self.store.update_session(row["pk"], f"{prefix}/{sessionName}/", sessionMetadata, day)
         return {"updated": updated}
 
     def _create_clips(self, _root, info, input):  # noqa: A002
@@ -458,8 +488,9 @@ class MoveshelfApi:
             for clip in input["clips"]:
                 if clip.get("crc32c") and not _valid_crc(clip["crc32c"]):
                     raise ApiError(f"Invalid crc32c '{clip['crc32c']}' for clip '{clip['clientId']}'")
-                row = self.store.create_clip(project["pk"], clip.get("metadata") or {},
-                                             clip.get("filename"), clip.get("crc32c"))
+                metadata = dict(clip.get("metadata") or {})
+                metadata["projectPath"] = self.clip_path(metadata.get("projectPath"))
+                row = self.store.create_clip(project["pk"], metadata, clip.get("filename"), clip.get("crc32c"))
                 url = self.signer.url("put", "clip", row["pk"]) if row["filename"] else None
                 responses.append({"clientId": clip["clientId"], "uploadUrl": url, "mocapClip": self.clip(row)})
         return {"response": responses}
@@ -470,7 +501,7 @@ class MoveshelfApi:
         metadata = clipData.get("metadata") or {}
         for key, column in (("title", "title"), ("description", "description"), ("projectPath", "project_path")):
             if metadata.get(key) is not None:
-                fields[column] = metadata[key]
+                fields[column] = self.clip_path(metadata[key]) if key == "projectPath" else metadata[key]
         if clipData.get("customOptions") is not None:
             try:
                 fields["custom_options"] = json.dumps(json.loads(clipData["customOptions"]))
@@ -492,6 +523,16 @@ class MoveshelfApi:
         session = self._row("Session", session_id)
         self.store.create_report(session["pk"], session["patient_pk"], title)
         return {"ok": True}
+
+
+def _session_date(value: str | None) -> str | None:
+    """The zero-padded date of a session, None when none is given; an error when it is no date."""
+    if not value:
+        return None
+    day = normal_date(value)
+    if day is None:
+        raise ApiError(f"Invalid session date '{value}'; expected YYYY-MM-DD")
+    return day
 
 
 def _valid_crc(value: str) -> bool:

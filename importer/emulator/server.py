@@ -76,15 +76,19 @@ class EmulatorServer(ThreadingHTTPServer):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, data_dir: Path | None = None,
                  projects: tuple[str, ...] = (), api_key: str | None = None, latency_ms: int = 0,
-                 url_ttl_seconds: int = 3600) -> None:
+                 url_ttl_seconds: int = 3600, *, clip_path_slash: bool = False, complete_after: float = 0.0,
+                 strict_checksum: bool = False) -> None:
+        """`clip_path_slash`, `complete_after` and `strict_checksum` select variants of behaviour the public
+        sources leave open (docs/emulator-fidelity.md); all are off by default."""
         super().__init__((host, port), _Handler)
         self._own_dir = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="moveshelf-emulator-")) if data_dir is None else data_dir
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.data_dir)
         self.api_key = api_key or self.store.setting("api_key", secrets.token_urlsafe(24))
         self.signer = Signer(self.store.setting("url_secret", secrets.token_hex(32)), self.url, url_ttl_seconds)
-        self.api = MoveshelfApi(self.store, self.signer)
+        self.api = MoveshelfApi(self.store, self.signer, clip_path_slash=clip_path_slash)
+        self.complete_after = complete_after
+        self.strict_checksum = strict_checksum
         self.faults = Faults()
         self.stats = Stats()
         self.latency = latency_ms / 1000
@@ -110,8 +114,10 @@ class EmulatorServer(ThreadingHTTPServer):
         """Write `mvshlf-config.json` and `mvshlf-api-key.json` that point at this server."""
         folder.mkdir(parents=True, exist_ok=True)
         key_file = folder / "mvshlf-api-key.json"
-        key_file.write_text(json.dumps({"secretKey": self.api_key}) + "\n")
-        key_file.chmod(0o600)
+        descriptor = os.open(key_file, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(json.dumps({"secretKey": self.api_key}) + "\n")
+        key_file.chmod(0o600)  # also when the file existed with wider permissions
         config = folder / "mvshlf-config.json"
         config.write_text(json.dumps({"apiKeyFileName": key_file.name, "apiUrl": self.graphql_url,
                                       "application": "None"}, indent=2) + "\n")
@@ -322,15 +328,25 @@ class _Handler(BaseHTTPRequestHandler):
             return
         blob = self.server.store.blob_path(kind, pk)
         crc, md5, size = self._receive(blob.with_suffix(".part"))
-        sent = _goog_hashes(self.headers.get_all("x-goog-hash") or [])
-        if crc != record["crc32c"] or sent.get("crc32c", crc) != crc:
+        if not self._checksum_accepted(crc, record["crc32c"]):
             blob.with_suffix(".part").unlink(missing_ok=True)
             return self._xml(400, "BadDigest", "The CRC32C you specified did not match the calculated checksum.")
         os.replace(blob.with_suffix(".part"), blob)
-        self.server.store.complete_blob(kind, pk, size, md5)
+        self.server.store.complete_blob(kind, pk, size, md5, crc, time.time() + self.server.complete_after)
         self.server.stats.add(bytes_in=size)
         self._fault_after(fault, lambda s, cut: self._xml(s, "InjectedFault", f"Injected fault: status {s}")
                           if s else self._send(200, b"", "text/plain", {"ETag": f'"{md5}"'}))
+
+    def _checksum_accepted(self, crc: str, declared: str | None) -> bool:
+        """Storage checks only the checksum a PUT carries (`x-goog-hash`); a signed URL made without one
+        accepts any bytes. With that header, or under `--strict-checksum`, the bytes must also match the
+        crc32c of the create mutation."""
+        sent = _goog_hashes(self.headers.get_all("x-goog-hash") or [])
+        if "crc32c" in sent and sent["crc32c"] != crc:
+            return False
+        if "crc32c" in sent or self.server.strict_checksum:
+            return declared is None or declared == crc
+        return True
 
     def _receive(self, part: Path) -> tuple[str, str, int]:
         """Stream the body to disk; its CRC32C (base64, big-endian), MD5 (hex) and size."""
@@ -349,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         kind, pk, record = found
         blob = self.server.store.blob_path(kind, pk)
-        if record["upload_status"] != "Complete" or not blob.exists():
+        if record["md5"] is None or not blob.exists():  # bytes arrived, whether or not processing is done
             return self._xml(404, "NoSuchKey", "The specified key does not exist.")
         self.server.stats.add(downloads=1)
         fault = self.server.faults.pick(["download"])

@@ -1,4 +1,9 @@
-"""Signed, expiring storage URLs, in the manner of V4 signed GCS URLs."""
+"""Signed, expiring storage URLs, in the manner of V4 signed GCS URLs.
+
+Upload URLs carry the signature in the query, as GCS's do. Download URLs carry it in the
+path and end with the original file name, because Moveshelf's guide selects files with
+`originalDataDownloadUri.endswith('.json')`, which only works when the URI ends with the name.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 
 class UrlExpired(Exception):
@@ -37,21 +42,33 @@ class Signer:
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
     def url(self, op: str, kind: str, pk: int) -> str:
+        """An upload URL: `/_storage/<kind>/<pk>?op=&expires=&sig=`."""
         expires = int(time.time()) + self.ttl_seconds
         query = urlencode({"op": op, "expires": expires, "sig": self._mac(op, kind, pk, expires)})
         return f"{self.base_url}/_storage/{kind}/{pk}?{query}"
+
+    def download_url(self, kind: str, pk: int, filename: str | None) -> str:
+        """A download URL whose last path segment is the file name: `/_storage/<kind>/<pk>/<expires>/<sig>/<name>`."""
+        expires = int(time.time()) + self.ttl_seconds
+        name = quote(filename or "blob", safe="")
+        return f"{self.base_url}/_storage/{kind}/{pk}/{expires}/{self._mac('get', kind, pk, expires)}/{name}"
 
     def verify(self, path_and_query: str, op: str) -> BlobRef:
         """The blob a request may touch; raises BadSignature or UrlExpired."""
         parts = urlsplit(path_and_query)
         try:
-            _, _, kind, pk_text = parts.path.split("/")
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-            pk, expires = int(pk_text), int(query["expires"])
-            signature = query["sig"]
+            segments = parts.path.split("/")[2:]
+            if len(segments) == 5:  # path-signed download URL
+                kind, pk_text, expires_text, signature, _name = segments
+                signed_op = "get"
+            else:
+                kind, pk_text = segments
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                expires_text, signature, signed_op = query["expires"], query["sig"], query.get("op")
+            pk, expires = int(pk_text), int(expires_text)
         except (ValueError, KeyError) as exc:
             raise BadSignature("malformed signed URL") from exc
-        if query.get("op") != op or not hmac.compare_digest(signature, self._mac(op, kind, pk, expires)):
+        if signed_op != op or not hmac.compare_digest(signature, self._mac(op, kind, pk, expires)):
             raise BadSignature("signature does not match")
         if expires < time.time():
             raise UrlExpired("the signed URL has expired")

@@ -8,6 +8,7 @@ laboratory's rehearsal, not a fleet, and a single writer keeps cascades and
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -45,10 +46,19 @@ CREATE INDEX IF NOT EXISTS data_clip ON additional_data(clip_pk);
 """
 
 Row = dict[str, Any]
+# Columns added after the first release, so a data folder made by an older emulator still opens.
+_ADDED_COLUMNS = {"clip": {"ready_at": "REAL"}, "additional_data": {"ready_at": "REAL"}}
+_DB_NAME = "moveshelf.sqlite3"
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+def _private_dir(path: Path) -> None:
+    """Rows and blobs can hold patient names: only the owner may list or read them."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
 
 
 class Store:
@@ -57,14 +67,26 @@ class Store:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.blob_dir = data_dir / "blobs"
-        self.blob_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(data_dir / "moveshelf.sqlite3", check_same_thread=False,
-                                   isolation_level=None)
+        _private_dir(data_dir)
+        _private_dir(self.blob_dir)
+        db_path = data_dir / _DB_NAME
+        os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))  # private before SQLite writes a byte
+        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+        for path in data_dir.glob(f"{_DB_NAME}*"):  # the database and its -wal and -shm files
+            path.chmod(0o600)
         self._lock = threading.RLock()
+
+    def _migrate(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     # -- plumbing -----------------------------------------------------------------
     @contextmanager
@@ -262,10 +284,11 @@ class Store:
     def blob_record(self, kind: str, pk: int) -> Row | None:
         return self.clip(pk) if kind == "clip" else self.data(pk)
 
-    def complete_blob(self, kind: str, pk: int, size: int, md5: str) -> bool:
+    def complete_blob(self, kind: str, pk: int, size: int, md5: str, crc32c: str, ready_at: float) -> bool:
+        """Record the stored object's real size and hashes; the record reads `Complete` from `ready_at` on."""
         table = "clip" if kind == "clip" else "additional_data"
-        return self._run(f"UPDATE {table} SET upload_status = 'Complete', size = ?, md5 = ?"
-                         " WHERE pk = ?", size, md5, pk) == 1
+        return self._run(f"UPDATE {table} SET upload_status = 'Complete', size = ?, md5 = ?, crc32c = ?,"
+                         " ready_at = ? WHERE pk = ?", size, md5, crc32c, ready_at, pk) == 1
 
     # -- reports and jobs ---------------------------------------------------------------------
     def create_report(self, session_pk: int, patient_pk: int, title: str) -> None:

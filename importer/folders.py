@@ -1,0 +1,153 @@
+"""Listing import folders safely: every way a folder can be unusable becomes a Problem naming it.
+
+The scanner must never stop on an OSError half-way, and must see at validate time
+everything that would stop a plan or an apply later: folders it may not list, files it may
+not read, names that are not UTF-8, pipes and devices, and links — which may point
+anywhere, loop, or dangle. A link is followed only when its target (after every hop)
+stays inside the import root; links leaving the root are refused at any depth.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path, PurePosixPath
+
+from .paths import inside, is_utf8, not_utf8_message, shown
+from .spec import Problem
+
+JUNK = {".DS_Store", "Thumbs.db", "desktop.ini", "ehthumbs.db"}
+_MAX_HOPS = 40  # the kernel's own limit on links followed in one lookup
+
+
+class Kind(Enum):
+    FOLDER = "folder"
+    FILE = "file"
+    OTHER = "other"  # a pipe, socket or device: never data, and reading one can block forever
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A usable entry of a folder: its path as listed (below the root), what it is, and whether it is a link."""
+
+    path: Path
+    kind: Kind
+    linked: bool = False
+
+
+def is_junk(name: str) -> bool:
+    """Hidden files and what operating systems leave behind."""
+    return name.startswith(".") or name.startswith("~$") or name in JUNK
+
+
+def display(path: Path, root: Path) -> str:
+    """The path as the user knows it (from the root folder's name down), odd bytes escaped."""
+    try:
+        return shown(PurePosixPath(path.relative_to(root.parent)).as_posix())
+    except ValueError:
+        return shown(path)
+
+
+def _reason(error: OSError, what: str) -> str:
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return (f"cannot be read (permission denied); give the importing user read access to the {what} "
+                f"(chmod u+r{'x' if what == 'folder' else ''}) or move it out of the import folders")
+    return f"cannot be read ({error.strerror or error}); fix or remove the {what}"
+
+
+def _chain(path: Path, root: Path) -> str:
+    """`a.c3d → b.c3d → a.c3d`: the hops of a link loop, for the message."""
+    hops, seen, current = [display(path, root)], {path}, path
+    for _ in range(_MAX_HOPS):
+        try:
+            current = (current.parent / os.readlink(current)).absolute()
+        except OSError:
+            break
+        hops.append(display(current, root))
+        if current in seen:
+            break
+        seen.add(current)
+    return " → ".join(hops)
+
+
+def _link_problem(path: Path, root: Path) -> tuple[str, str] | None:
+    """(what, why) a link may not be followed, or None when its final target is inside the root."""
+    try:
+        target = Path(os.path.realpath(path, strict=True))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "(link)", f"is a link loop ({_chain(path, root)}); remove one of the links"
+        if exc.errno == errno.ENOENT:
+            return "(link)", f"is a broken link (to {shown(os.readlink(path))}); remove it or restore its target"
+        return "(link)", _reason(exc, "link")
+    if not inside(target, root):
+        return ("(folder)" if target.is_dir() else "(file)",
+                f"is a link that leaves the import root (to {shown(target)}); copy the data in or remove the link")
+    return None
+
+
+def _kind(path: Path) -> Kind:
+    mode = os.stat(path).st_mode
+    return Kind.FOLDER if stat.S_ISDIR(mode) else Kind.FILE if stat.S_ISREG(mode) else Kind.OTHER
+
+
+def entry(path: Path, root: Path, problems: list[Problem]) -> Entry | None:
+    what = "folder or file"
+    if not is_utf8(path.name):
+        problems.append(Problem(display(path, root), "(name)", not_utf8_message()))
+        return None
+    linked = path.is_symlink()
+    refused = _link_problem(path, root) if linked else None
+    if refused:
+        problems.append(Problem(display(path, root), *refused))
+        return None
+    try:
+        return Entry(path, _kind(path), linked)
+    except OSError as exc:
+        problems.append(Problem(display(path, root), "(file)", _reason(exc, what)))
+        return None
+
+
+def entries(folder: Path, root: Path, problems: list[Problem]) -> list[Entry]:
+    """The folder's usable entries, sorted, junk left out; every unusable one is added to `problems`."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as exc:
+        problems.append(Problem(display(folder, root), "(folder)", _reason(exc, "folder")))
+        return []
+    found = [entry(folder / name, root, problems) for name in names if not is_junk(name)]
+    return [e for e in found if e is not None]
+
+
+def folders(folder: Path, root: Path, problems: list[Problem]) -> list[Path]:
+    """The subfolders (links to folders inside the root included)."""
+    return [e.path for e in entries(folder, root, problems) if e.kind is Kind.FOLDER]
+
+
+def unreadable(path: Path) -> str | None:
+    """Why a data file cannot be read, or None: checked at validate time, so plan and apply find no surprise."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        return _reason(exc, "file")
+    os.close(descriptor)
+    return None
+
+
+def root_problem(given: Path) -> tuple[Path | None, Problem | None]:
+    """The given PATH resolved, or the problem that stops it from being an import folder."""
+    try:
+        path = Path(os.path.realpath(given, strict=True))
+    except OSError as exc:
+        reason = ("is not a folder (it does not exist)" if exc.errno == errno.ENOENT else
+                  f"is a link loop ({_chain(given.absolute(), given.absolute().parent)})" if exc.errno == errno.ELOOP
+                  else _reason(exc, "folder"))
+        return None, Problem(shown(given), "(path)", f"{reason}; name an import root, subject or session folder")
+    if not path.is_dir():
+        return None, Problem(shown(given), "(path)", "is not a folder; name an import root, subject or session folder")
+    if not is_utf8(str(path)):
+        return None, Problem(shown(path), "(path)", not_utf8_message("folder's path"))
+    return path, None
