@@ -56,7 +56,6 @@ class Session:
     date: str | None = None  # YYYY-MM-DD
     metadata: dict[str, Any] = field(default_factory=dict)  # the inner session metadata
     trials: tuple[Trial, ...] = ()
-    source: str | None = None  # the session folder
     remote_id: str | None = None
     remote_path: str | None = None  # projectPath on the server
     stored_metadata: dict[str, Any] | None = None  # the whole stored object, {"metadata": {...}, ...}

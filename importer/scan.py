@@ -231,8 +231,7 @@ def _session(where: _SessionFolder, options: ScanOptions, problems: list[Problem
     trials = [_trial(c, t, paths, where, config, options, problems) for (c, t), paths in sorted(claimed.items())]
     _check_named_trials(config, trials, files, display(where.folder / CONFIG_NAME, where.root), problems)
     metadata = {k: v for k, v in (config.session_metadata if config else {}).items() if k != "session_date"}
-    return Session(name=where.folder.name, date=day, metadata=metadata, trials=tuple(trials),
-                   source=str(where.folder)), config
+    return Session(name=where.folder.name, date=day, metadata=metadata, trials=tuple(trials)), config
 
 
 def _nearest(name: str, files: list[Path], taken: set[str]) -> str:
