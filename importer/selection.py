@@ -32,8 +32,9 @@ class Selection:
                          *(f"--subject {s!r}" for s in self.subjects)])
 
 
-def _folder(source: str | None, name: str) -> str:
-    return key(Path(source).name) if source else key(name)
+def _folder(subject: Subject) -> str:
+    """The subject's folder name (its name, unless a scan of another layout named it otherwise)."""
+    return key(Path(subject.source).name) if subject.source else key(subject.name)
 
 
 def _matches(paths: tuple[str, ...], patterns: tuple[str, ...]) -> bool:
@@ -46,10 +47,10 @@ def _named(subject: Subject, names: tuple[str, ...]) -> bool:
 
 
 def _kept_sessions(subject: Subject, selection: Selection) -> tuple[Session, ...]:
-    folder = _folder(subject.source, subject.name)
+    folder = _folder(subject)
 
     def kept(session: Session) -> bool:
-        paths = (f"{folder}/{_folder(session.source, session.name)}", folder)
+        paths = (f"{folder}/{key(session.name)}", folder)  # a session is named after its folder
         included = not selection.include or _matches(paths, selection.include)
         return included and not _matches(paths, selection.exclude)
 
@@ -81,7 +82,7 @@ def select(local: LocalTree, selection: Selection) -> LocalTree:
         raise InputError(f"{selection.describe()} match no session folder below {', '.join(local.paths)}",
                          "patterns match paths relative to the import root, e.g. 'Smith*' or 'Smith*/2019-*'")
     subject_folders = {s.source for s in subjects}
-    session_folders = {se.source for s in subjects for se in s.sessions}
+    session_folders = {str(Path(s.source or "") / se.name) for s in subjects for se in s.sessions}
     unmapped = tuple(u for u in local.unmapped if u.subject_folder in subject_folders
                      and _session_folder(u) in (None, *session_folders))
     return dataclasses.replace(local, tree=dataclasses.replace(local.tree, subjects=tuple(subjects)),

@@ -12,7 +12,7 @@ from importer.selection import Selection, select
 def lab() -> LocalTree:
     def subject(name: str, mrn: str, *sessions: str) -> Subject:
         return Subject(name, mrn=mrn, source=f"/lab/{name}",
-                       sessions=tuple(Session(s, source=f"/lab/{name}/{s}") for s in sessions))
+                       sessions=tuple(Session(s) for s in sessions))
 
     return LocalTree(Tree((subject("Smith A", "11", "2019-03-01", "2024-05-02"), subject("Jones", "22", "2019-01-01"))),
                      roots=("/lab",), paths=("/lab",),
