@@ -95,14 +95,32 @@ class Unmapped:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAside:
+    """A session folder left out of this run because its input is invalid (`--on-invalid skip`)."""
+
+    path: str  # the session folder, relative to the import root's parent
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A session folder left for a later run because a file in it is still being written (`--min-age`)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class LocalTree:
-    """What the scanner found: the desired tree plus what it could not place."""
+    """What the scanner found: the desired tree plus what it could not place or left out."""
 
     tree: Tree
     roots: tuple[str, ...]
     paths: tuple[str, ...] = ()  # the folders the scan was given
     unmapped: tuple[Unmapped, ...] = ()
     warnings: tuple[str, ...] = ()
+    set_aside: tuple[SetAside, ...] = ()
+    deferred: tuple[Deferred, ...] = ()
 
 
 def path_key(project_path: str) -> str:
