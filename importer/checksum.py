@@ -25,32 +25,42 @@ def crc32c_of(path: Path) -> str:
     return base64.b64encode(checksum.digest()).decode()
 
 
-def _measured(file: DataFile, journal: Journal | None, verify: bool) -> DataFile:
+def _measured(file: DataFile, cached: dict[str, tuple[int, int, str]], fresh: list[tuple[str, int, int, str]],
+              verify: bool) -> DataFile:
     try:
-        return _measure(file, journal, verify)
+        return _measure(file, cached, fresh, verify)
     except OSError as exc:  # validate checked it; it changed since (a race), still the user's to fix
         raise InputError(f"{shown(file.source or file.name)} cannot be read: {exc.strerror or exc}",
                          "give the importing user read access, or move the file out; nothing was written") from None
 
 
-def _measure(file: DataFile, journal: Journal | None, verify: bool) -> DataFile:
+def _measure(file: DataFile, cached: dict[str, tuple[int, int, str]], fresh: list[tuple[str, int, int, str]],
+             verify: bool) -> DataFile:
     stat = os.stat(file.source)
-    cached = None if verify or journal is None else journal.cached_checksum(file.source, stat.st_size,
-                                                                             stat.st_mtime_ns)
-    crc = cached or crc32c_of(Path(file.source))
-    if cached is None and journal is not None:
-        journal.store_checksum(file.source, stat.st_size, stat.st_mtime_ns, crc)
+    known = None if verify else cached.get(file.source)
+    if known is not None and known[:2] == (stat.st_size, stat.st_mtime_ns):
+        return dataclasses.replace(file, size=stat.st_size, crc32c=known[2])
+    crc = crc32c_of(Path(file.source))
+    fresh.append((file.source, stat.st_size, stat.st_mtime_ns, crc))
     return dataclasses.replace(file, size=stat.st_size, crc32c=crc)
 
 
 def fill(local: LocalTree, journal: Journal | None, jobs: int = 4, verify: bool = False) -> LocalTree:
-    """The same tree with every file's size and CRC32C; `verify` ignores the cache."""
-    files = [f for s in local.tree.subjects for se in s.sessions for t in se.trials for f in t.files]
+    """The same tree with every file's size and CRC32C; `verify` ignores the cache. Files that have a checksum
+    already (from a snapshot of their unchanged folder) keep it, unless `verify`."""
+    files = [f for s in local.tree.subjects for se in s.sessions for t in se.trials for f in t.files
+             if verify or f.crc32c is None]
+    if not files:
+        return local
+    cached = {} if verify or journal is None else journal.cached_checksums([f.source for f in files])
+    fresh: list[tuple[str, int, int, str]] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         measured = dict(zip((f.source for f in files),
-                            pool.map(lambda f: _measured(f, journal, verify), files), strict=True))
+                            pool.map(lambda f: _measured(f, cached, fresh, verify), files), strict=True))
+    if journal is not None:
+        journal.store_checksums(fresh)
     subjects = tuple(dataclasses.replace(s, sessions=tuple(
         dataclasses.replace(se, trials=tuple(
-            dataclasses.replace(t, files=tuple(measured[f.source] for f in t.files)) for t in se.trials))
+            dataclasses.replace(t, files=tuple(measured.get(f.source, f) for f in t.files)) for t in se.trials))
         for se in s.sessions)) for s in local.tree.subjects)
     return dataclasses.replace(local, tree=dataclasses.replace(local.tree, subjects=subjects))

@@ -21,6 +21,7 @@ from .render import plural
 from .scan import LAYOUTS, ScanOptions
 from .secrets import scrub
 from .selection import Selection
+from .snapshot import parse_duration
 from .steps import ConflictPolicy, Plan, from_json, to_json
 from .workflow import Settings
 
@@ -85,7 +86,9 @@ def _settings(args: argparse.Namespace) -> Settings:
                     verify=getattr(args, "verify", False), attempts=getattr(args, "attempts", 6),
                     shard=shard.parse(args.shard) if getattr(args, "shard", None) else None,
                     scan=ScanOptions(args.layout, types, args.date_format, args.require_date),
-                    selection=Selection(tuple(args.include), tuple(args.exclude), tuple(args.subject)))
+                    selection=Selection(tuple(args.include), tuple(args.exclude), tuple(args.subject)),
+                    full=getattr(args, "full", False),
+                    recheck_after=parse_duration(getattr(args, "recheck_after", None) or "7d"))
 
 
 def _setup_logging(quiet: bool, log_file: Path | None) -> None:
@@ -263,6 +266,12 @@ def _add_server_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--verify", action="store_true",
                          help="re-read every local file instead of trusting the size+mtime checksum cache, and ask "
                               "storage for the checksum of every compared server file")
+    command.add_argument("--full", action="store_true",
+                         help="read every subject from the server and every folder again, trusting no snapshot of "
+                              "an earlier run")
+    command.add_argument("--recheck-after", metavar="DURATION", default="7d",
+                         help="a subject unchanged in the folders and on the server is planned from the snapshot of "
+                              "its last full read until that is this old, e.g. 12h, 7d (default: %(default)s)")
     command.add_argument("--shard", metavar="K/N",
                          help="import only the subjects of shard K of N (1 <= K <= N), by a stable hash of MRN or "
                               "name; each shard keeps its own journal and lock")

@@ -85,23 +85,40 @@ class Journal:
 
     def ownership(self, records: list[tuple[str, str, str]]) -> tuple[set[str], set[str]]:
         """Of (data id, trial id, file name) records: which this tool created, and which it has stored."""
-        ours: set[str] = set()
-        stored: set[str] = set()
+        data_ids = sorted({r[0] for r in records})
+        trial_ids = sorted({r[1] for r in records})
+        by_data = self._found("SELECT data_id FROM intent WHERE data_id IN ({})", data_ids)
+        by_name = self._found("SELECT trial_id, name FROM intent WHERE trial_id IN ({})", trial_ids)
+        stored = self._found("SELECT data_id FROM stored WHERE data_id IN ({})", data_ids)
+        ours = {d for d, trial, name in records if (d,) in by_data or (trial, name) in by_name}
+        return ours, {d for d, _, _ in records if (d,) in stored}
+
+    def _found(self, sql: str, keys: list[str]) -> set[tuple]:
+        """The rows of `sql` (whose IN list is `{}`) for `keys`, read in batches."""
+        found: set[tuple] = set()
         with self._lock:
-            for data_id, trial_id, name in records:
-                if self._db.execute("SELECT 1 FROM intent WHERE data_id = ? OR (trial_id = ? AND name = ?) LIMIT 1",
-                                    (data_id, trial_id, name)).fetchone():
-                    ours.add(data_id)
-                if self._db.execute("SELECT 1 FROM stored WHERE data_id = ?", (data_id,)).fetchone():
-                    stored.add(data_id)
-        return ours, stored
+            for start in range(0, len(keys), 500):
+                batch = keys[start:start + 500]
+                found.update(tuple(row) for row in self._db.execute(sql.format(",".join("?" * len(batch))), batch))
+        return found
 
     # -- file checksums -------------------------------------------------------------------------------
-    def cached_checksum(self, path: str, size: int, mtime_ns: int) -> str | None:
+    def cached_checksums(self, paths: list[str]) -> dict[str, tuple[int, int, str]]:
+        """path -> (size, mtime_ns, crc32c) of every given path the cache holds, read in batches."""
+        found: dict[str, tuple[int, int, str]] = {}
         with self._lock:
-            row = self._db.execute("SELECT crc32c FROM checksum WHERE path = ? AND size = ? AND mtime_ns = ?",
-                                   (path, size, mtime_ns)).fetchone()
-        return row[0] if row else None
+            for start in range(0, len(paths), 500):
+                batch = paths[start:start + 500]
+                rows = self._db.execute(f"SELECT path, size, mtime_ns, crc32c FROM checksum WHERE path IN "
+                                        f"({','.join('?' * len(batch))})", batch).fetchall()
+                found.update({row[0]: (row[1], row[2], row[3]) for row in rows})
+        return found
 
-    def store_checksum(self, path: str, size: int, mtime_ns: int, crc32c: str) -> None:
-        self._write("INSERT OR REPLACE INTO checksum VALUES (?, ?, ?, ?)", path, size, mtime_ns, crc32c)
+    def store_checksums(self, rows: list[tuple[str, int, int, str]]) -> None:
+        """(path, size, mtime_ns, crc32c) rows, in one transaction."""
+        if not rows:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO checksum VALUES (?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")

@@ -69,6 +69,7 @@ class Subject:
     sessions: tuple[Session, ...] = ()
     source: str | None = None  # the subject folder
     remote_id: str | None = None
+    updated: str | None = None  # the server's `updated` stamp, when it gives one
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 PROJECTS = "query { viewer { projects { id name } } }"
 
 SUBJECT_LIST = """query subjects($projectId: ID!) {
-  node(id: $projectId) { ... on Project { id patientsList { id name externalId } } } }"""
+  node(id: $projectId) { ... on Project { id patientsList { id name externalId updated } } } }"""
 
 SUBJECT_TREE_FRAGMENT = """fragment subjectTree on Patient {
-  id name metadata
+  id name metadata updated
   sessions { id projectPath date metadata
     clips { id title projectPath customOptions
       additionalData { id dataType uploadStatus originalFileName originalDataDownloadUri } } } }"""

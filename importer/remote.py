@@ -8,7 +8,7 @@ several requests at once. Never a query per trial or per file.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +23,7 @@ from .journal import Journal
 from .model import COMPLETE, DataFile, Facts, LocalTree, Session, Subject, Tree, Trial, key
 from .pairing import match_subjects
 
-SUBJECTS_PER_REQUEST = 10
+SUBJECTS_PER_REQUEST = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +76,10 @@ def _session(node: dict) -> Session:
 def subject_from_node(node: dict) -> Subject:
     metadata = _loads(node.get("metadata")) or {}
     return Subject(name=node["name"], mrn=metadata.get("ehr-id") or None, metadata=metadata, remote_id=node["id"],
-                   sessions=tuple(_session(s) for s in node.get("sessions") or []))
+                   sessions=tuple(_session(s) for s in node.get("sessions") or []), updated=node.get("updated"))
 
 
-def _read_trees(client: Client, ids: list[str], jobs: int) -> dict[str, Subject]:
+def read_trees(client: Client, ids: list[str], jobs: int) -> dict[str, Subject]:
     batches = [ids[i:i + SUBJECTS_PER_REQUEST] for i in range(0, len(ids), SUBJECTS_PER_REQUEST)]
 
     def read(batch: list[str]) -> list[Subject]:
@@ -90,13 +90,26 @@ def _read_trees(client: Client, ids: list[str], jobs: int) -> dict[str, Subject]
         return {s.remote_id: s for batch in pool.map(read, batches) for s in batch}
 
 
-def read_state(client: Client, project: Project, desired: Tree, jobs: int = 8) -> Tree:
-    """The actual tree: every subject of the project, with whole trees for those the folders match."""
+Recall = Callable[[Subject, Subject], Subject | None]  # (local, listed) -> the listed subject's known tree
+
+
+def read_state(client: Client, project: Project, desired: Tree, jobs: int = 8, recall: Recall | None = None) -> Tree:
+    """The actual tree: every subject of the project, with whole trees for those the folders match; `recall` may
+    answer a matched subject's tree from what an earlier run read (snapshots), sparing its read."""
     listing = client.call(queries.SUBJECT_LIST, {"projectId": project.id})["node"]["patientsList"]
-    light = tuple(Subject(name=p["name"], mrn=p.get("externalId") or None, remote_id=p["id"]) for p in listing)
-    matched = {m.remote_id for m in match_subjects(desired.subjects, light)[0].values()}
-    trees = _read_trees(client, [s.remote_id for s in light if s.remote_id in matched], jobs)
-    return Tree(tuple(trees.get(s.remote_id, s) for s in light))
+    light = tuple(Subject(name=p["name"], mrn=p.get("externalId") or None, remote_id=p["id"],
+                          updated=p.get("updated")) for p in listing)
+    matched = match_subjects(desired.subjects, light)[0]
+    by_local = {id(s): s for s in desired.subjects}
+    known: dict[str, Subject] = {}
+    for local_id, remote in matched.items():
+        tree = recall(by_local[local_id], remote) if recall else None
+        if tree is not None:
+            known[remote.remote_id] = tree
+    wanted = {m.remote_id for m in matched.values()}
+    trees = read_trees(client, [s.remote_id for s in light if s.remote_id in wanted and s.remote_id not in known],
+                        jobs)
+    return Tree(tuple(known.get(s.remote_id) or trees.get(s.remote_id, s) for s in light))
 
 
 def _compared_records(local: LocalTree, actual: Tree) -> Iterable[tuple[Trial, DataFile]]:
@@ -112,15 +125,18 @@ def _compared_records(local: LocalTree, actual: Tree) -> Iterable[tuple[Trial, D
 
 
 def gather_facts(client: Client, journal: Journal, local: LocalTree, actual: Tree, jobs: int = 8,
-                 verify: bool = False) -> Facts:
+                 verify: bool = False, settled: frozenset[str] = frozenset()) -> Facts:
     """What each compared server record holds and whether this tool made it: from the journal, else (or with
     `verify`, always) from storage's whole-object hash, which a one-byte ranged GET returns without downloading
-    the file."""
+    the file. Storage is not asked about the records of `settled` subjects (planned from their snapshots)."""
     records = list(_compared_records(local, actual))
     files = [f for _, f in records]
     recorded = journal.content([f.remote_id for f in files])
     content = {} if verify else dict(recorded)
-    unknown = [f for f in files if f.remote_id not in content and f.download_uri and f.upload_status == COMPLETE]
+    asked = {f.remote_id for s in actual.subjects if s.remote_id not in settled for se in s.sessions
+             for t in se.trials for f in t.files}
+    unknown = [f for f in files if f.remote_id not in content and f.download_uri and f.upload_status == COMPLETE
+               and f.remote_id in asked]
 
     def probe(file: DataFile) -> None:
         found = client.object_hash(file.download_uri)

@@ -127,7 +127,17 @@ def plan_text(plan: Plan) -> str:
         if rows:
             lines += ["", f"{title}:", *(f"  {row}" for row in rows)]
     lines += ["", summary_line(plan)]
+    if plan.snapshot.get("from_snapshot"):
+        lines.append(snapshot_line(plan.snapshot))
     return "\n".join(lines) + "\n"
+
+
+def snapshot_line(snapshot: dict[str, Any]) -> str:
+    """How many subjects were planned from snapshots (unchanged in the folders and on the server)."""
+    newest, oldest = snapshot.get("newest_full_read", ""), snapshot.get("oldest_full_read", "")
+    when = f"last read in full {oldest}" + (f" to {newest}" if newest != oldest else "")
+    return (f"{snapshot['from_snapshot']} of {plural(snapshot['subjects'], 'subject')} planned from snapshots "
+            f"(unchanged in the folders and on the server; {when}); --full reads everything.")
 
 
 def summary_line(plan: Plan) -> str:

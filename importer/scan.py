@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from . import dates
 from .errors import InputError
@@ -57,6 +57,27 @@ class ScanOptions:
 class _SessionFolder:
     root: Path
     folder: Path
+
+
+SessionPlace = _SessionFolder  # a session folder and the import root it was found below
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """What the scan of one valid session folder found: kept by a `Memory` for the next run."""
+
+    session: Session
+    config: SessionConfig | None
+    warnings: tuple[str, ...] = ()
+    unmapped: tuple[Unmapped, ...] = ()
+
+
+class Memory(Protocol):
+    """The scan results of earlier runs (`snapshot.Snapshots`): a folder unchanged since is not scanned again."""
+
+    def recall(self, place: SessionPlace) -> Remembered | None: ...
+
+    def remember(self, place: SessionPlace, scanned: Remembered) -> None: ...
 
 
 def extension(name: str) -> str:
@@ -363,6 +384,24 @@ def _scan_session(where: _SessionFolder, options: ScanOptions, warnings: list[st
     return _Scanned(where, session, config, tuple(problems))
 
 
+def _scan_or_recall(where: _SessionFolder, options: ScanOptions, warnings: list[str], unmapped: list[Unmapped],
+                    memory: Memory | None) -> _Scanned:
+    """A session folder's scan, or what `memory` holds of it when the folder has not changed since."""
+    known = memory.recall(where) if memory else None
+    if known is not None:
+        warnings += known.warnings
+        unmapped += known.unmapped
+        return _Scanned(where, known.session, known.config, ())
+    its_warnings: list[str] = []
+    its_unmapped: list[Unmapped] = []
+    scanned = _scan_session(where, options, its_warnings, its_unmapped)
+    warnings += its_warnings
+    unmapped += its_unmapped
+    if memory and not scanned.problems:
+        memory.remember(where, Remembered(scanned.session, scanned.config, tuple(its_warnings), tuple(its_unmapped)))
+    return scanned
+
+
 def _subjects(scanned: list[_Scanned], warnings: list[str]) -> tuple[list[Subject], dict[Path, list[Problem]]]:
     """Subjects from their session folders, and the problems of each subject folder (identity disagreements)."""
     by_subject: dict[Path, list[_Scanned]] = defaultdict(list)
@@ -391,9 +430,10 @@ def _set_aside(scanned: list[_Scanned], warnings: list[str]) -> tuple[list[Subje
     return kept, sorted(aside, key=lambda a: a.path)
 
 
-def scan(paths: list[Path], options: ScanOptions | None = None) -> LocalTree:
+def scan(paths: list[Path], options: ScanOptions | None = None, memory: Memory | None = None) -> LocalTree:
     """The desired tree of the given folders; raises InvalidInput listing every problem found, unless
-    `on_invalid` is "skip", which sets invalid sessions aside instead."""
+    `on_invalid` is "skip", which sets invalid sessions aside instead. Session folders `memory` knows unchanged
+    are not scanned again."""
     options = options or ScanOptions()
     if options.date_format and (why := dates.format_error(options.date_format)):
         raise InputError(f"--date-format {options.date_format!r}: {why}")
@@ -405,7 +445,7 @@ def scan(paths: list[Path], options: ScanOptions | None = None) -> LocalTree:
         problems += [p for where in listed for p in _scan_session(where, options, [], []).problems]
         raise InvalidInput(problems)  # in skip mode too when nothing readable is left to import
     found, deferred = _defer(listed, options)
-    scanned = [_scan_session(where, options, warnings, unmapped) for where in found]
+    scanned = [_scan_or_recall(where, options, warnings, unmapped, memory) for where in found]
     aside = [SetAside(p.file, (str(p),)) for p in problems]  # skip mode: what lies beside the sessions
     if options.on_invalid == "skip":
         subjects, sessions_aside = _set_aside(scanned, warnings)

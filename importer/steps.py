@@ -193,6 +193,7 @@ class Plan:
     warnings: tuple[str, ...] = ()
     roots: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()  # what was scanned, so a saved plan can be checked against the same folders
+    snapshot: dict[str, Any] = field(default_factory=dict)  # how many subjects were planned from snapshots
 
     @property
     def summary(self) -> dict[str, int]:
@@ -211,7 +212,8 @@ def to_json(plan: Plan) -> dict[str, Any]:
             "ids": {str(a): i for a, i in plan.ids.items()}, "summary": plan.summary,
             "unmapped": list(plan.unmapped), "conflicts": list(plan.conflicts),
             "server_only": list(plan.server_only), "set_aside": list(plan.set_aside),
-            "deferred": list(plan.deferred), "warnings": list(plan.warnings)}
+            "deferred": list(plan.deferred), "warnings": list(plan.warnings),
+            **({"snapshot": plan.snapshot} if plan.snapshot else {})}
 
 
 def from_json(document: dict[str, Any]) -> Plan:
@@ -224,4 +226,5 @@ def from_json(document: dict[str, Any]) -> Plan:
                 ids={Address.parse(a): i for a, i in document.get("ids", {}).items()},
                 unmapped=tuple(document.get("unmapped", [])), conflicts=tuple(document.get("conflicts", [])),
                 server_only=tuple(document.get("server_only", [])), set_aside=tuple(document.get("set_aside", [])),
-                deferred=tuple(document.get("deferred", [])), warnings=tuple(document.get("warnings", [])))
+                deferred=tuple(document.get("deferred", [])), warnings=tuple(document.get("warnings", [])),
+                snapshot=dict(document.get("snapshot", {})))

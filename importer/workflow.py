@@ -15,20 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from . import checksum, report, selection, shard
+from .address import Address
 from .cancel import Cancellation
 from .client import Client
 from .config import load_connection, project_name
-from .errors import FatalError, InputError
+from .errors import FatalError, ImportToolError, InputError
 from .executor import Executor
 from .journal import Journal
-from .model import LocalTree
+from .model import LocalTree, Subject, Tree
+from .pairing import match_subjects
 from .planner import approve, diff
 from .progress import Progress
-from .remote import Project, find_project, gather_facts, read_state
+from .remote import Project, find_project, gather_facts, read_state, read_trees
 from .render import plural
 from .scan import ScanOptions, scan
 from .scheduler import Result, Status
 from .selection import Selection
+from .snapshot import DEFAULT_RECHECK_AFTER, Snapshots
 from .state import run_lock, state_dir
 from .steps import ConflictPolicy, Plan, Step
 
@@ -50,25 +53,48 @@ class Settings:
     shard: tuple[int, int] | None = None
     scan: ScanOptions = field(default_factory=ScanOptions)
     selection: Selection = field(default_factory=Selection)
+    full: bool = False  # read every subject from the server, use no snapshot
+    recheck_after: float = DEFAULT_RECHECK_AFTER  # seconds after which a snapshot is read in full again
+    now: float | None = None  # the time snapshots' ages count from (None: the clock)
 
 
 @dataclass
 class Context:
-    """An open connection to one project, with its journal."""
+    """An open connection to one project, with its journal and snapshots."""
 
     client: Client
     project: Project
     journal: Journal
     folder: Path
+    snapshots: Snapshots | None = None
 
 
-def validate(settings: Settings) -> LocalTree:
+def validate(settings: Settings, snapshots: Snapshots | None = None) -> LocalTree:
     """Check the folders and their config files; no network. Raises InvalidInput.
 
-    Every folder given is checked, selected or not, so a selection never hides a broken config.
+    Every folder given is checked, selected or not, so a selection never hides a broken config. Session
+    folders unchanged since `snapshots` saw them are not checked again.
     """
-    local = selection.select(scan(list(settings.paths), settings.scan), settings.selection)
+    local = selection.select(scan(list(settings.paths), settings.scan, snapshots), settings.selection)
     return shard.select(local, settings.shard)
+
+
+@contextmanager
+def opened_snapshots(settings: Settings) -> Iterator[Snapshots | None]:
+    """The snapshots of the state folder, opened before the network is touched (the folder depends on the
+    settings alone); None when the settings do not name it yet (connecting then says why)."""
+    try:
+        connection = load_connection(settings.config)
+        folder = state_dir(settings.state_dir, connection.api_url, project_name(settings.project), settings.shard)
+    except ImportToolError:
+        yield None
+        return
+    snapshots = Snapshots(folder / "snapshot.sqlite3", settings.scan, full=settings.full,
+                          recheck_after=settings.recheck_after, now=settings.now)
+    try:
+        yield snapshots
+    finally:
+        snapshots.close()
 
 
 def with_saved(settings: Settings, saved: Plan | None) -> Settings:
@@ -82,7 +108,8 @@ def with_saved(settings: Settings, saved: Plan | None) -> Settings:
 
 
 @contextmanager
-def connect(settings: Settings, cancel: Cancellation | None = None) -> Iterator[Context]:
+def connect(settings: Settings, cancel: Cancellation | None = None, snapshots: Snapshots | None = None
+            ) -> Iterator[Context]:
     connection = load_connection(settings.config)
     client = Client(connection.api_url, connection.api_key, attempts=settings.attempts, cancel=cancel,
                     jobs=settings.jobs)
@@ -90,17 +117,32 @@ def connect(settings: Settings, cancel: Cancellation | None = None) -> Iterator[
     folder = state_dir(settings.state_dir, connection.api_url, project.name, settings.shard)
     journal = Journal(folder / "journal.sqlite3")
     try:
-        yield Context(client, project, journal, folder)
+        yield Context(client, project, journal, folder, snapshots)
     finally:
         journal.close()
 
 
 def make_plan(settings: Settings, context: Context, local: LocalTree) -> Plan:
-    """Measure the files, read the server, and diff."""
+    """Measure the files, read the server (subjects unchanged on both sides from their snapshots), and diff."""
+    snapshots = context.snapshots
     local = checksum.fill(local, context.journal, jobs=min(settings.jobs, 4), verify=settings.verify)
-    actual = read_state(context.client, context.project, local.tree, settings.jobs)
-    facts = gather_facts(context.client, context.journal, local, actual, settings.jobs, settings.verify)
-    return diff(local, actual, facts, context.project.name, settings.on_conflict)
+    actual = read_state(context.client, context.project, local.tree, settings.jobs,
+                        snapshots.recall_tree if snapshots and not settings.verify else None)
+    settled = frozenset(snapshots.reused) if snapshots else frozenset()
+    facts = gather_facts(context.client, context.journal, local, actual, settings.jobs, settings.verify, settled)
+    the_plan = diff(local, actual, facts, context.project.name, settings.on_conflict)
+    if snapshots is None:
+        return the_plan
+    snapshots.settle(local)
+    snapshots.record_trees((mine, theirs) for mine, theirs in pairs(local.tree, actual)
+                           if theirs.remote_id not in settled)
+    return dataclasses.replace(the_plan, snapshot=snapshots.summary(len(local.tree.subjects)))
+
+
+def pairs(local: Tree, actual: Tree) -> list[tuple[Subject, Subject]]:
+    """(local, server) subjects the planner pairs."""
+    matched = match_subjects(local.subjects, actual.subjects)[0]
+    return [(s, matched[id(s)]) for s in local.subjects if id(s) in matched]
 
 
 def _checked(settings: Settings, context: Context, local: LocalTree, saved: Plan | None
@@ -115,9 +157,10 @@ def _checked(settings: Settings, context: Context, local: LocalTree, saved: Plan
 def preview(settings: Settings, saved: Plan | None = None) -> tuple[Plan, tuple[Step, ...]]:
     """What `apply` would do, and the saved plan's stale steps; writes nothing to the server, takes no lock."""
     settings = with_saved(settings, saved)
-    local = validate(settings)
-    with connect(settings) as context:
-        return _checked(settings, context, local, saved)
+    with opened_snapshots(settings) as snapshots:
+        local = validate(settings, snapshots)
+        with connect(settings, None, snapshots) as context:
+            return _checked(settings, context, local, saved)
 
 
 def plan(settings: Settings) -> Plan:
@@ -133,32 +176,54 @@ def apply(settings: Settings, progress_mode: str = "lines", confirm: Callable[[P
     and when another run holds the lock.
     """
     settings = with_saved(settings, saved)
-    local = validate(settings)
-    with connect(settings, cancel) as context, run_lock(context.folder, local.roots, context.project.name):
-        the_plan, stale = _checked(settings, context, local, saved)
-        if settings.on_conflict is ConflictPolicy.FAIL and the_plan.conflicts:
-            raise FatalError(f"{plural(len(the_plan.conflicts), 'conflict')} and --on-conflict fail; nothing was "
-                             "written:\n"
-                             + "\n".join(f"  {c['target']}: {c['reason']}" for c in the_plan.conflicts),
-                             "use --on-conflict skip to leave them, or replace to upload the local files")
-        if not confirm(the_plan):
-            return the_plan, None
-        return the_plan, execute(the_plan, context, settings, progress_mode, stale)
+    with opened_snapshots(settings) as snapshots:
+        local = validate(settings, snapshots)
+        with connect(settings, cancel, snapshots) as context, \
+                run_lock(context.folder, local.roots, context.project.name):
+            return _apply(settings, context, local, saved, progress_mode, confirm)
+
+
+def _apply(settings: Settings, context: Context, local: LocalTree, saved: Plan | None, progress_mode: str,
+           confirm: Callable[[Plan], bool]) -> tuple[Plan, dict[str, Any] | None]:
+    the_plan, stale = _checked(settings, context, local, saved)
+    if settings.on_conflict is ConflictPolicy.FAIL and the_plan.conflicts:
+        raise FatalError(f"{plural(len(the_plan.conflicts), 'conflict')} and --on-conflict fail; nothing was "
+                         "written:\n"
+                         + "\n".join(f"  {c['target']}: {c['reason']}" for c in the_plan.conflicts),
+                         "use --on-conflict skip to leave them, or replace to upload the local files")
+    if not confirm(the_plan):
+        return the_plan, None
+    return the_plan, execute(the_plan, context, settings, progress_mode, stale, local)
 
 
 def execute(the_plan: Plan, context: Context, settings: Settings, progress_mode: str,
-            stale: tuple[Step, ...] = ()) -> dict[str, Any]:
+            stale: tuple[Step, ...] = (), local: LocalTree | None = None) -> dict[str, Any]:
     """Run the executor with progress; the report, stale steps of a saved plan included as skipped."""
     total_bytes = sum(s.upload_size for s in the_plan.steps)
     progress = Progress(progress_mode, len(the_plan.steps), total_bytes)
     executor = Executor(the_plan, context.client, context.project, context.journal, settings.jobs,
                         progress.upload, progress.on_result)
+    touched = sorted({Address(s.target.subject) for s in the_plan.steps}, key=str)
+    if context.snapshots:  # before the first write: a run killed half-way leaves no snapshot older than its writes
+        context.snapshots.drop(the_plan.ids[a] for a in touched if a in the_plan.ids)
     started = time.time()
     try:
         results = executor.run()
     finally:
         progress.close()
+    if context.snapshots and local and not executor.fatal and not context.client.cancel.cancelled:
+        _snapshot_again(context, settings, local, [executor.ids[a] for a in touched if a in executor.ids])
     results += [Result(s, Status.SKIPPED, STALE) for s in stale]
     return report.build(the_plan, results, started, time.time(), interrupted=context.client.cancel.cancelled,
                         fatal=str(executor.fatal) if executor.fatal else None, shard=settings.shard,
                         sent=progress.sent)
+
+
+def _snapshot_again(context: Context, settings: Settings, local: LocalTree, remote_ids: list[str]) -> None:
+    """Read the subjects a run changed once more, so the next run starts from what the server now holds."""
+    assert context.snapshots is not None
+    try:
+        trees = read_trees(context.client, remote_ids, settings.jobs)
+    except ImportToolError:  # the run's outcome stands; the next plan reads these subjects in full
+        return
+    context.snapshots.record_trees(pairs(local.tree, Tree(tuple(trees.values()))))

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,14 @@ _DB_NAME = "moveshelf.sqlite3"
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+_PATIENT_OF = {  # the patient whose tree holds a row, by the row's kind
+    "session": "SELECT patient_pk FROM session WHERE pk = ?",
+    "clip": "SELECT s.patient_pk FROM session s JOIN clip c ON c.session_pk = s.pk WHERE c.pk = ?",
+    "data": "SELECT s.patient_pk FROM session s JOIN clip c ON c.session_pk = s.pk"
+            " JOIN additional_data d ON d.clip_pk = c.pk WHERE d.pk = ?",
+}
 
 
 def _private_dir(path: Path) -> None:
@@ -150,10 +158,26 @@ class Store:
     def project_by_name(self, name: str) -> Row | None:
         return self._one("SELECT * FROM project WHERE name = ?", name)
 
+    # -- the patients' `updated` stamp ----------------------------------------------------
+    def stamp(self) -> str:
+        """The time now, as ISO 8601, strictly later than every stamp given before (two writes never share one)."""
+        with self._lock:
+            last = getattr(self, "_last_stamp", None)
+            value = datetime.now(timezone.utc)
+            if last is not None and value <= last:
+                value = last + timedelta(microseconds=1)
+            self._last_stamp = value
+            return value.isoformat(timespec="microseconds")
+
+    def touch(self, kind: str, pk: int) -> None:
+        """A write in a patient's tree (session, clip, file, upload) changes the patient's `updated` stamp."""
+        with self._lock:
+            self._db.execute(f"UPDATE patient SET updated = ? WHERE pk = ({_PATIENT_OF[kind]})", (self.stamp(), pk))
+
     # -- patients ----------------------------------------------------------------------
     def create_patient(self, project_pk: int, name: str) -> Row:
         pk = self._insert("INSERT INTO patient(project_pk, name, updated) VALUES (?, ?, ?)",
-                          project_pk, name, now_iso())
+                          project_pk, name, self.stamp())
         return self.patient(pk)
 
     def patient(self, pk: int) -> Row | None:
@@ -164,7 +188,7 @@ class Store:
 
     def update_patient(self, pk: int, metadata: Any) -> bool:
         return self._run("UPDATE patient SET metadata = ?, updated = ? WHERE pk = ?",
-                         json.dumps(metadata), now_iso(), pk) == 1
+                         json.dumps(metadata), self.stamp(), pk) == 1
 
     def delete_patient(self, pk: int) -> bool:
         with self.transaction():
@@ -176,6 +200,7 @@ class Store:
     def create_session(self, project_pk: int, patient_pk: int, path: str, date: str | None) -> Row:
         pk = self._insert("INSERT INTO session(project_pk, patient_pk, project_path, date, updated)"
                           " VALUES (?, ?, ?, ?, ?)", project_pk, patient_pk, path, date, now_iso())
+        self.touch("session", pk)
         return self.session(pk)
 
     def session(self, pk: int) -> Row | None:
@@ -206,6 +231,7 @@ class Store:
                 sets["date"] = date
             assignments = ", ".join(f"{k} = ?" for k in sets)
             self._db.execute(f"UPDATE session SET {assignments} WHERE pk = ?", (*sets.values(), pk))
+            self.touch("session", pk)
             if path != old["project_path"]:
                 self._db.execute("UPDATE clip SET project_path = ? || substr(project_path, ?)"
                                  " WHERE session_pk = ?", (path, len(old["project_path"]) + 1, pk))
@@ -216,6 +242,7 @@ class Store:
             return self._delete_session_rows(pk)
 
     def _delete_session_rows(self, pk: int) -> bool:
+        self.touch("session", pk)
         for clip in self._all("SELECT pk FROM clip WHERE session_pk = ?", pk):
             self._delete_clip_rows(clip["pk"])
         self._db.execute("DELETE FROM report WHERE session_pk = ?", (pk,))
@@ -231,6 +258,7 @@ class Store:
             " upload_status, filename, crc32c) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             project_pk, session["pk"] if session else None, meta.get("title"),
             meta.get("description"), path, now_iso(), status, filename, crc32c)
+        self.touch("clip", pk)
         return self.clip(pk)
 
     def clip(self, pk: int) -> Row | None:
@@ -247,6 +275,7 @@ class Store:
         if not fields:
             return self.clip(pk) is not None
         assignments = ", ".join(f"{k} = ?" for k in fields)
+        self.touch("clip", pk)
         return self._run(f"UPDATE clip SET {assignments} WHERE pk = ?", *fields.values(), pk) == 1
 
     def delete_clip(self, pk: int) -> bool:
@@ -254,6 +283,7 @@ class Store:
             return self._delete_clip_rows(pk)
 
     def _delete_clip_rows(self, pk: int) -> bool:
+        self.touch("clip", pk)
         for data in self._all("SELECT pk FROM additional_data WHERE clip_pk = ?", pk):
             self.blob_path("data", data["pk"]).unlink(missing_ok=True)
         self._db.execute("DELETE FROM additional_data WHERE clip_pk = ?", (pk,))
@@ -265,6 +295,7 @@ class Store:
         pk = self._insert("INSERT INTO additional_data(clip_pk, data_type, filename, crc32c,"
                           " upload_status, created) VALUES (?, ?, ?, ?, 'Processing', ?)",
                           clip_pk, data_type, filename, crc32c, now_iso())
+        self.touch("data", pk)
         return self.data(pk)
 
     def data(self, pk: int) -> Row | None:
@@ -274,6 +305,7 @@ class Store:
         return self._all("SELECT * FROM additional_data WHERE clip_pk = ? ORDER BY pk", clip_pk)
 
     def delete_data(self, pk: int) -> bool:
+        self.touch("data", pk)
         self.blob_path("data", pk).unlink(missing_ok=True)
         return self._run("DELETE FROM additional_data WHERE pk = ?", pk) == 1
 
@@ -287,6 +319,7 @@ class Store:
     def complete_blob(self, kind: str, pk: int, size: int, md5: str, crc32c: str, ready_at: float) -> bool:
         """Record the stored object's real size and hashes; the record reads `Complete` from `ready_at` on."""
         table = "clip" if kind == "clip" else "additional_data"
+        self.touch(kind, pk)
         return self._run(f"UPDATE {table} SET upload_status = 'Complete', size = ?, md5 = ?, crc32c = ?,"
                          " ready_at = ? WHERE pk = ?", size, md5, crc32c, ready_at, pk) == 1
 

@@ -1,0 +1,256 @@
+"""Snapshots: what the last runs learnt, so a run costs in proportion to what changed (DESIGN.md "Scale").
+
+Two kinds of rows, in `snapshot.sqlite3` beside the journal:
+
+- a **session folder** as last scanned: a fingerprint of the folder (every entry's path, type, size, mtime and
+  ctime, a link's target, the config file's bytes, the scan options) and what the scan made of it — the session
+  with its files' checksums, its config, warnings and unmapped files. An unchanged folder is not scanned,
+  validated or checksummed again.
+- a **subject** as last read in full from the server: its whole tree, the server's `updated` stamp read with it,
+  the mark of the local folders it was planned against (their fingerprints), and when it was read. A subject whose
+  folders and stamp are unchanged, read in full less than `--recheck-after` ago, is planned from its snapshot and
+  not read again. `--full` uses no snapshot (and writes them all anew); a server that answers no stamp gets every
+  subject read in full.
+
+Rows of subjects an apply is about to change are dropped before the first write (so a run killed half-way leaves
+no snapshot that predates its writes); after the run those subjects are read again and their rows written from
+what the server then holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .model import DataFile, LocalTree, Session, Subject, Trial, Unmapped
+from .private import create_private
+from .scan import Remembered, ScanOptions, SessionPlace
+from .spec import CONFIG_NAME, SessionConfig
+
+FORMAT = 1  # bump when the scan rules or the rows change: older rows are then ignored
+DEFAULT_RECHECK_AFTER = 7 * 24 * 3600.0
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS session (folder TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subject (
+  remote_id TEXT PRIMARY KEY, stamp TEXT NOT NULL, mark TEXT NOT NULL, tree TEXT NOT NULL, read_at REAL NOT NULL);
+"""
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of `90s`, `30m`, `12h`, `7d`, `2w` (a bare number is seconds)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise InputError(f"{text!r} is not a duration", "write it like 90s, 30m, 12h, 7d or 2w")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+# -- fingerprints ------------------------------------------------------------------------------------------------
+def _options_key(options: ScanOptions) -> str:
+    return json.dumps([FORMAT, options.layout, sorted(options.data_types.items()), options.date_format,
+                       options.require_date])
+
+
+def fingerprint(folder: Path, root: Path, options_key: str) -> str:
+    """A digest of everything the scan of a session folder reads: any change to it changes the digest."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(f"{options_key}\0{root}\0{folder}\n".encode("utf-8", "surrogateescape"))
+    pending = [str(folder)]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                items = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            digest.update(f"!{current}\0{exc.errno}\n".encode("utf-8", "surrogateescape"))
+            continue
+        for item in items:
+            try:
+                st = item.stat(follow_symlinks=False)
+                line = f"{item.path}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}"
+                if item.is_symlink():
+                    line += f"\0{os.readlink(item.path)}"
+                    target = os.stat(item.path)
+                    line += f"\0{target.st_mode}\0{target.st_size}\0{target.st_mtime_ns}\0{target.st_ctime_ns}"
+                elif item.is_dir(follow_symlinks=False):
+                    pending.append(item.path)
+            except OSError as exc:
+                line = f"!{item.path}\0{exc.errno}"
+            digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
+    try:
+        with open(folder / CONFIG_NAME, "rb") as config:
+            digest.update(config.read())
+    except OSError as exc:
+        digest.update(f"!config\0{exc.errno}".encode())
+    return digest.hexdigest()
+
+
+# -- rows as JSON ------------------------------------------------------------------------------------------------
+_NESTED: dict[type, dict[str, type]] = {Subject: {"sessions": Session}, Session: {"trials": Trial},
+                                        Trial: {"files": DataFile}}
+_TUPLES = {Trial: ("representative",), SessionConfig: ("warnings",)}
+
+
+def encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [encode(v) for v in value]
+    return value
+
+
+def decode(kind: type, data: dict[str, Any]) -> Any:
+    nested = _NESTED.get(kind, {})
+    tuples = _TUPLES.get(kind, ())
+    values = {}
+    for name, value in data.items():
+        if name in nested:
+            value = tuple(decode(nested[name], v) for v in value)
+        elif name in tuples:
+            value = tuple(value)
+        values[name] = value
+    return kind(**values)
+
+
+def _remembered(data: dict[str, Any]) -> Remembered:
+    return Remembered(session=decode(Session, data["session"]),
+                      config=decode(SessionConfig, data["config"]) if data["config"] else None,
+                      warnings=tuple(data["warnings"]), unmapped=tuple(Unmapped(**u) for u in data["unmapped"]))
+
+
+def _remembered_json(item: Remembered) -> str:
+    return json.dumps({"session": encode(item.session), "config": encode(item.config) if item.config else None,
+                       "warnings": list(item.warnings), "unmapped": [encode(u) for u in item.unmapped]})
+
+
+def _unmeasured(session: Session) -> bool:
+    return any(f.crc32c is None for t in session.trials for f in t.files)
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+class Snapshots:
+    """The snapshot rows of one state folder: the scan's memory, and the subjects' last full reads."""
+
+    def __init__(self, path: Path, options: ScanOptions, *, full: bool = False,
+                 recheck_after: float = DEFAULT_RECHECK_AFTER, now: float | None = None) -> None:
+        self._db = sqlite3.connect(create_private(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._options_key = _options_key(options)
+        self.full = full
+        self.recheck_after = recheck_after
+        self.now = time.time() if now is None else now
+        self._marks: dict[str, str] = {}  # session folder -> its fingerprint, taken before it was scanned
+        self._known: dict[str, tuple[str, str]] | None = None  # session folder -> (fingerprint, row)
+        self._recalled: dict[str, Remembered] = {}
+        self._scanned: dict[str, Remembered] = {}
+        self.reused: dict[str, float] = {}  # remote subject id -> when its snapshot was read in full
+        self.read: set[str] = set()  # remote subject ids read in full this run
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- the scan's memory (scan.Memory) ----------------------------------------------------------------------
+    def recall(self, place: SessionPlace) -> Remembered | None:
+        folder = str(place.folder)
+        mark = self._marks[folder] = fingerprint(place.folder, place.root, self._options_key)
+        if self.full:
+            return None
+        if self._known is None:
+            with self._lock:
+                self._known = {row[0]: (row[1], row[2]) for row in
+                               self._db.execute("SELECT folder, fingerprint, data FROM session")}
+        known = self._known.get(folder)
+        if known is None or known[0] != mark:
+            return None
+        remembered = self._recalled[folder] = _remembered(json.loads(known[1]))
+        return remembered
+
+    def remember(self, place: SessionPlace, scanned: Remembered) -> None:
+        self._scanned[str(place.folder)] = scanned
+
+    def settle(self, local: LocalTree) -> None:
+        """Write the sessions scanned this run, with the checksums measured since, and those recalled that gained
+        checksums (a selection had left them out when they were scanned)."""
+        filled = {str(Path(s.source or "") / se.name): se for s in local.tree.subjects for se in s.sessions}
+        rows = []
+        for folder, item in [*self._scanned.items(), *self._recalled.items()]:
+            session = filled.get(folder, item.session)
+            if folder in self._scanned or (session is not item.session and _unmeasured(item.session)):
+                rows.append((folder, self._marks[folder], _remembered_json(dataclasses.replace(item, session=session))))
+        self._write("INSERT OR REPLACE INTO session VALUES (?, ?, ?)", rows)
+
+    # -- subjects as last read in full ----------------------------------------------------------------------------
+    def mark(self, subject: Subject) -> str | None:
+        """The fingerprint of the folders a subject was planned from; None if one of them has none."""
+        marks = [self._marks.get(str(Path(subject.source or "") / s.name)) for s in subject.sessions]
+        if subject.source is None or None in marks:
+            return None
+        names = sorted(zip((s.name for s in subject.sessions), marks, strict=True))
+        return hashlib.blake2b(json.dumps([subject.source, names]).encode(), digest_size=20).hexdigest()
+
+    def recall_tree(self, local: Subject, listed: Subject) -> Subject | None:
+        """The server tree of `listed` from its snapshot, if nothing says it changed since it was read in full."""
+        mark = self.mark(local)
+        if self.full or not listed.updated or not listed.remote_id or mark is None:
+            return None
+        with self._lock:
+            row = self._db.execute("SELECT stamp, mark, tree, read_at FROM subject WHERE remote_id = ?",
+                                   (listed.remote_id,)).fetchone()
+        if row is None or row[0] != listed.updated or row[1] != mark or self.now - row[3] >= self.recheck_after:
+            return None
+        self.reused[listed.remote_id] = row[3]
+        return decode(Subject, json.loads(row[2]))
+
+    def record_trees(self, pairs: Iterable[tuple[Subject, Subject]]) -> None:
+        """Write the snapshots of (local, server) subjects whose server trees were just read in full."""
+        rows = []
+        for local, remote in pairs:
+            mark = self.mark(local)
+            if mark is not None and remote.updated and remote.remote_id:
+                rows.append((remote.remote_id, remote.updated, mark, json.dumps(encode(remote)), self.now))
+                self.read.add(remote.remote_id)
+        self._write("INSERT OR REPLACE INTO subject VALUES (?, ?, ?, ?, ?)", rows)
+
+    def drop(self, remote_ids: Iterable[str]) -> None:
+        """Forget subjects about to change: the next plan reads them in full unless this run writes them anew."""
+        self._write("DELETE FROM subject WHERE remote_id = ?", [(i,) for i in remote_ids])
+
+    def summary(self, subjects: int) -> dict[str, Any]:
+        """For the plan: how many subjects came from snapshots, and when those were read in full."""
+        found: dict[str, Any] = {"subjects": subjects, "from_snapshot": len(self.reused), "full": self.full,
+                                 "recheck_after_seconds": self.recheck_after}
+        if self.reused:
+            found["oldest_full_read"] = _iso(min(self.reused.values()))
+            found["newest_full_read"] = _iso(max(self.reused.values()))
+        return found
+
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(sql, rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
