@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -174,6 +174,11 @@ class Store:
         with self._lock:
             self._db.execute(f"UPDATE patient SET updated = ? WHERE pk = ({_PATIENT_OF[kind]})", (self.stamp(), pk))
 
+    def _created(self, kind: str, pk: int) -> Row:
+        """A row just inserted in a patient's tree, after touching the patient."""
+        self.touch(kind, pk)
+        return {"session": self.session, "clip": self.clip, "data": self.data}[kind](pk)
+
     # -- patients ----------------------------------------------------------------------
     def create_patient(self, project_pk: int, name: str) -> Row:
         pk = self._insert("INSERT INTO patient(project_pk, name, updated) VALUES (?, ?, ?)",
@@ -200,8 +205,7 @@ class Store:
     def create_session(self, project_pk: int, patient_pk: int, path: str, date: str | None) -> Row:
         pk = self._insert("INSERT INTO session(project_pk, patient_pk, project_path, date, updated)"
                           " VALUES (?, ?, ?, ?, ?)", project_pk, patient_pk, path, date, now_iso())
-        self.touch("session", pk)
-        return self.session(pk)
+        return self._created("session", pk)
 
     def session(self, pk: int) -> Row | None:
         return self._one("SELECT * FROM session WHERE pk = ?", pk)
@@ -238,11 +242,15 @@ class Store:
             return True
 
     def delete_session(self, pk: int) -> bool:
+        return self._delete("session", pk, self._delete_session_rows)
+
+    def _delete(self, kind: str, pk: int, rows: Callable[[int], bool]) -> bool:
+        """Delete a row of a patient's tree and what hangs below it, in one transaction that touches the patient."""
         with self.transaction():
-            return self._delete_session_rows(pk)
+            self.touch(kind, pk)
+            return rows(pk)
 
     def _delete_session_rows(self, pk: int) -> bool:
-        self.touch("session", pk)
         for clip in self._all("SELECT pk FROM clip WHERE session_pk = ?", pk):
             self._delete_clip_rows(clip["pk"])
         self._db.execute("DELETE FROM report WHERE session_pk = ?", (pk,))
@@ -258,8 +266,7 @@ class Store:
             " upload_status, filename, crc32c) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             project_pk, session["pk"] if session else None, meta.get("title"),
             meta.get("description"), path, now_iso(), status, filename, crc32c)
-        self.touch("clip", pk)
-        return self.clip(pk)
+        return self._created("clip", pk)
 
     def clip(self, pk: int) -> Row | None:
         return self._one("SELECT * FROM clip WHERE pk = ?", pk)
@@ -279,11 +286,9 @@ class Store:
         return self._run(f"UPDATE clip SET {assignments} WHERE pk = ?", *fields.values(), pk) == 1
 
     def delete_clip(self, pk: int) -> bool:
-        with self.transaction():
-            return self._delete_clip_rows(pk)
+        return self._delete("clip", pk, self._delete_clip_rows)
 
     def _delete_clip_rows(self, pk: int) -> bool:
-        self.touch("clip", pk)
         for data in self._all("SELECT pk FROM additional_data WHERE clip_pk = ?", pk):
             self.blob_path("data", data["pk"]).unlink(missing_ok=True)
         self._db.execute("DELETE FROM additional_data WHERE clip_pk = ?", (pk,))
@@ -295,8 +300,7 @@ class Store:
         pk = self._insert("INSERT INTO additional_data(clip_pk, data_type, filename, crc32c,"
                           " upload_status, created) VALUES (?, ?, ?, ?, 'Processing', ?)",
                           clip_pk, data_type, filename, crc32c, now_iso())
-        self.touch("data", pk)
-        return self.data(pk)
+        return self._created("data", pk)
 
     def data(self, pk: int) -> Row | None:
         return self._one("SELECT * FROM additional_data WHERE pk = ?", pk)
