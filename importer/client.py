@@ -10,12 +10,14 @@ re-reads the parent before it tries again.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -84,6 +86,7 @@ class Client:
         self.cancel = cancel or Cancellation()
         self._in_flight = threading.BoundedSemaphore(max(1, jobs))
         self._local = threading.local()
+        self._proxy_cache: dict[tuple[str, str], dict[str, str]] = {}
         self._pause_until = 0.0
         self._pause_lock = threading.Lock()
 
@@ -92,10 +95,23 @@ class Client:
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _http(self) -> requests.Session:
+        """This thread's session. The environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE) is read once per host
+        and run (`_proxies`), not on every request as requests' `trust_env` does, which costs more than the rest of
+        a request to a near server."""
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            session.trust_env = False
+            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         return session
+
+    def _proxies(self, url: str) -> dict[str, str]:
+        """The proxies the environment names for a URL's scheme and host (none when NO_PROXY covers it), cached."""
+        scheme, host = urlsplit(url)[:2]
+        found = self._proxy_cache.get((scheme, host))
+        if found is None:
+            found = self._proxy_cache[(scheme, host)] = requests.utils.get_environ_proxies(url)
+        return found
 
     @contextmanager
     def _request_slot(self) -> Iterator[None]:
@@ -151,7 +167,7 @@ class Client:
             with self._request_slot():
                 response = self._http().post(self.api_url, json={"query": query, "variables": variables},
                                              headers={"Authorization": f"Bearer {self._api_key}"},
-                                             timeout=self._timeout)
+                                             timeout=self._timeout, proxies=self._proxies(self.api_url))
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientError(f"no answer from {self.api_url}: {type(exc).__name__}") from None
         self._check(response, "GraphQL")
@@ -197,8 +213,9 @@ class Client:
             stored = False
             try:
                 with self._request_slot():
-                    response = self._http().put(url, data=body, timeout=self._timeout, headers={
-                        "Content-Type": "application/octet-stream", "x-goog-hash": f"crc32c={crc32c}"})
+                    response = self._http().put(url, data=body, timeout=self._timeout, proxies=self._proxies(url),
+                                                headers={"Content-Type": "application/octet-stream",
+                                                         "x-goog-hash": f"crc32c={crc32c}"})
                 self._check(response, "storage")
                 stored = True
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -216,7 +233,8 @@ class Client:
         def head() -> requests.Response:
             try:
                 with self._request_slot():
-                    response = self._http().get(url, headers={"Range": "bytes=0-0"}, timeout=self._timeout)
+                    response = self._http().get(url, headers={"Range": "bytes=0-0"}, timeout=self._timeout,
+                                                proxies=self._proxies(url))
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise TransientError(f"no answer from storage: {type(exc).__name__}") from None
             self._check(response, "storage")

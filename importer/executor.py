@@ -1,7 +1,8 @@
 """The executor: one handler per plan action, run by the generic scheduler in dependency order.
 
-New trials of one session go out in one `createClips`, a session's file records and trial
-options in one aliased request each. Creates are never retried blindly: after an ambiguous
+Steps of one kind go out together whichever subjects and sessions they belong to: new
+subjects, sessions, file records, metadata and trial options in one aliased request each,
+new trials of many sessions in one `createClips`. Creates are never retried blindly: after an ambiguous
 failure the parent is read again and what exists is adopted (`reconcile`). The executor
 returns results; it does not raise for a failed step.
 """
@@ -31,8 +32,10 @@ from .steps import Action, Plan, Step
 
 T = TypeVar("T")
 BATCH_SIZE = 50
-BATCHED = {Action.CREATE_TRIAL: "trials", Action.UPLOAD_FILE: "files", Action.REPLACE_FILE: "files",
-           Action.UPDATE_TRIAL_METADATA: "options"}  # steps of one kind and session that share a request
+BATCHED = {Action.CREATE_SUBJECT: "subjects", Action.UPDATE_SUBJECT_METADATA: "subject metadata",
+           Action.CREATE_SESSION: "sessions", Action.UPDATE_SESSION_METADATA: "session metadata",
+           Action.CREATE_TRIAL: "trials", Action.UPLOAD_FILE: "files", Action.REPLACE_FILE: "files",
+           Action.UPDATE_TRIAL_METADATA: "options"}  # steps of one kind (of any sessions) that share a request
 StepResult = Result[Step]
 
 
@@ -56,9 +59,8 @@ def reconcile(client: Client, create: Callable[[], T], find: Callable[[], T | No
 
 
 def group_of(step: Step) -> Hashable | None:
-    """Steps of one batched kind in one session share a request."""
-    kind = BATCHED.get(step.action)
-    return (kind, step.target.session_address) if kind else None
+    """Steps of one batched kind share a request, whichever subjects and sessions they belong to."""
+    return BATCHED.get(step.action)
 
 
 class Executor:
@@ -105,49 +107,86 @@ class Executor:
             self.ids[target] = value
 
     # -- subjects and sessions ------------------------------------------------------------------------------
-    def _create_subject(self, steps: list[Step]) -> None:
-        [step] = steps
-        payload: st.CreateSubject = step.payload
+    def _create_batch(self, steps: list[Step], query: Callable[[int], str], input_of: Callable[[Step], dict],
+                      id_of: Callable[[dict], str], existing: Callable[[list[Step]], dict[str, str]]
+                      ) -> dict[str, Outcome]:
+        """Creates in one aliased request; after an ambiguous failure, adopt what `existing` finds on the server
+        (step id -> object id) before creating the rest. A create the server refused fails its step alone."""
+        outcomes: dict[str, Outcome] = {}
+        pending = {s.id: s for s in steps}
 
-        def find() -> str | None:
+        def find() -> bool | None:
+            for step_id, object_id in existing(list(pending.values())).items():
+                self._set_id(pending.pop(step_id).target, object_id)
+            return True if not pending else None
+
+        def create() -> bool:
+            todo = list(pending.values())
+            data, errors = self.client.call_aliased(query(len(todo)), queries.batch_variables(
+                [input_of(s) for s in todo]), retry=False)
+            for i, step in enumerate(todo):
+                if data.get(f"a{i}"):
+                    self._set_id(step.target, id_of(data[f"a{i}"]))
+                else:
+                    outcomes[step.id] = Outcome(errors.get(f"a{i}", "not created"))
+                del pending[step.id]
+            return True
+
+        reconcile(self.client, create, find)
+        return outcomes
+
+    def _create_subjects(self, steps: list[Step]) -> dict[str, Outcome]:
+        """New subjects in one request (aliased createPatient); their MRNs follow with the metadata step."""
+
+        def existing(pending: list[Step]) -> dict[str, str]:
             listing = self.client.call(queries.SUBJECT_LIST, {"projectId": self.project.id})["node"]["patientsList"]
-            return next((p["id"] for p in listing if key(p["name"]) == key(payload.name)
-                         or (payload.mrn and p.get("externalId") == payload.mrn)), None)
+            found = {s.id: next((p["id"] for p in listing if key(p["name"]) == key(s.payload.name)
+                                 or (s.payload.mrn and p.get("externalId") == s.payload.mrn)), None) for s in pending}
+            return {step_id: subject_id for step_id, subject_id in found.items() if subject_id}
 
-        self._set_id(step.target, reconcile(self.client, lambda: self.client.call(
-            queries.CREATE_SUBJECT, {"projectId": self.project.name, "name": payload.name}, retry=False
-        )["createPatient"]["patient"]["id"], find))
+        return self._create_batch(steps, queries.create_subjects,
+                                  lambda s: {"projectId": self.project.name, "name": s.payload.name},
+                                  lambda answer: answer["patient"]["id"], existing)
 
-    def _update_subject(self, steps: list[Step]) -> None:
-        [step] = steps
-        payload: st.UpdateSubjectMetadata = step.payload
-        self.client.call(queries.UPDATE_SUBJECT, {"patientId": self._id(step.target),
-                                                  "metadata": json.dumps(payload.metadata)})
+    def _update_subjects(self, steps: list[Step]) -> dict[str, Outcome]:
+        inputs = [{"patientId": self._id(s.target), "metadata": json.dumps(s.payload.metadata)} for s in steps]
+        return self._updated(steps, queries.update_subjects(len(steps)), inputs)
 
-    def _create_session(self, steps: list[Step]) -> None:
-        [step] = steps
-        payload: st.CreateSession = step.payload
-        subject_id = self._id(step.target.parent)
+    def _updated(self, steps: list[Step], query: str, inputs: list[dict]) -> dict[str, Outcome]:
+        """Idempotent updates in one aliased request: each step's outcome."""
+        _, errors = self.client.call_aliased(query, queries.batch_variables(inputs))
+        return {s.id: Outcome(errors.get(f"a{i}")) for i, s in enumerate(steps)}
 
-        def find() -> str | None:
-            sessions = self.client.call(queries.SESSIONS_OF_SUBJECT, {"id": subject_id})["node"]["sessions"]
-            return next((s["id"] for s in sessions if same_path(s["projectPath"], payload.project_path)), None)
+    def _create_sessions(self, steps: list[Step]) -> dict[str, Outcome]:
+        """New sessions of any subjects in one request (aliased createSession)."""
 
-        self._set_id(step.target, reconcile(self.client, lambda: self.client.call(queries.CREATE_SESSION, {
-            "projectId": self.project.name, "projectPath": payload.project_path, "patientId": subject_id,
-            "sessionDate": payload.date}, retry=False)["createSession"]["session"]["id"], find))
+        def existing(pending: list[Step]) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for subject_id in sorted({self._id(s.target.parent) for s in pending}):
+                sessions = self.client.call(queries.SESSIONS_OF_SUBJECT, {"id": subject_id})["node"]["sessions"]
+                for step in (s for s in pending if self._id(s.target.parent) == subject_id):
+                    match = next((x["id"] for x in sessions if same_path(x["projectPath"], step.payload.project_path)),
+                                 None)
+                    if match:
+                        found[step.id] = match
+            return found
 
-    def _update_session(self, steps: list[Step]) -> None:
-        [step] = steps
-        payload: st.UpdateSessionMetadata = step.payload
-        self.client.call(queries.UPDATE_SESSION, {
-            "sessionId": self._id(step.target), "sessionName": payload.name,
-            "sessionMetadata": json.dumps(payload.stored), "sessionDate": payload.date})
+        return self._create_batch(steps, queries.create_sessions, lambda s: {
+            "projectId": self.project.name, "projectPath": s.payload.project_path,
+            "patientId": self._id(s.target.parent), "sessionDate": s.payload.date},
+            lambda answer: answer["session"]["id"], existing)
+
+    def _update_sessions(self, steps: list[Step]) -> dict[str, Outcome]:
+        inputs = [{"sessionId": self._id(s.target), "sessionName": s.payload.name,
+                   "sessionMetadata": json.dumps(s.payload.stored), "sessionDate": s.payload.date} for s in steps]
+        return self._updated(steps, queries.update_sessions(len(steps)), inputs)
 
     # -- trials ---------------------------------------------------------------------------------------------
     def _create_trials(self, steps: list[Step]) -> None:
-        session_id = self._id(steps[0].target.session_address)
-        pending = {(path_key(s.payload.project_path), key(s.payload.title)): s for s in steps}
+        """New trials of any sessions in one `createClips`; after an ambiguous failure, adopt those their sessions
+        hold before creating the rest."""
+        pending = {(self._id(s.target.session_address), path_key(s.payload.project_path), key(s.payload.title)): s
+                   for s in steps}
 
         def create() -> bool:
             clips = [{"clientId": str(s.target), "metadata": {"title": s.payload.title,
@@ -162,26 +201,27 @@ class Executor:
             return True
 
         def find() -> bool | None:
-            for clip in self.client.call(queries.CLIPS_OF_SESSION, {"id": session_id})["node"]["clips"]:
-                step = pending.pop((path_key(clip["projectPath"] or ""), key(clip["title"] or "")), None)
-                if step:
-                    self._set_id(step.target, clip["id"])
+            for session_id in sorted({k[0] for k in pending}):
+                for clip in self.client.call(queries.CLIPS_OF_SESSION, {"id": session_id})["node"]["clips"]:
+                    step = pending.pop((session_id, path_key(clip["projectPath"] or ""), key(clip["title"] or "")),
+                                       None)
+                    if step:
+                        self._set_id(step.target, clip["id"])
             return True if not pending else None
 
         reconcile(self.client, create, find)
 
     def _update_trials(self, steps: list[Step]) -> dict[str, Outcome]:
         """Set title and trial template of a session's trials in one request."""
-        inputs = {}
-        for i, step in enumerate(steps):
+        inputs = []
+        for step in steps:
             payload: st.UpdateTrialMetadata = step.payload
             with self._ids_lock:
                 file_ids = [self.ids[t] for t in payload.side_files if t in self.ids]
             options = trial_options(payload.base_options, payload.side, payload.representative, file_ids)
-            inputs[f"a{i}"] = {"id": self._id(step.target), "metadata": {"title": payload.title},
-                               "customOptions": json.dumps(options)}
-        _, errors = self.client.call_aliased(queries.update_trials(len(steps)), inputs)
-        return {s.id: Outcome(errors.get(f"a{i}")) for i, s in enumerate(steps)}
+            inputs.append({"clipData": {"id": self._id(step.target), "metadata": {"title": payload.title},
+                                        "customOptions": json.dumps(options)}})
+        return self._updated(steps, queries.update_trials(len(steps)), inputs)
 
     # -- files ------------------------------------------------------------------------------------------------
     def _upload_files(self, steps: list[Step]) -> dict[str, Outcome]:
@@ -196,11 +236,11 @@ class Executor:
                 pending.append(step)
         created: dict[str, dict] = {}
         orphans: set[tuple[str, str, str]] = set()  # (trial id, file name, data id) of unanswered creates
-        session_id = self._id(steps[0].target.session_address)
 
         def find() -> None:
             wanted = {(self._id(s.target.parent), key(s.payload.name)) for s in pending}
-            found = [(clip["id"], key(d["originalFileName"] or ""), d["id"])
+            sessions = sorted({self._id(s.target.session_address) for s in pending})
+            found = [(clip["id"], key(d["originalFileName"] or ""), d["id"]) for session_id in sessions
                      for clip in self.client.call(queries.FILES_OF_SESSION, {"id": session_id})["node"]["clips"]
                      for d in clip["additionalData"] if d["uploadStatus"] != COMPLETE]
             candidates = [(trial, name, data) for trial, name, data in found if (trial, name) in wanted]
@@ -212,12 +252,13 @@ class Executor:
             if not todo:
                 return True
             payloads: list[st.UploadFile] = [s.payload for s in todo]
-            inputs = {f"a{i}": {"clipId": self._id(s.target.parent), "dataType": p.data_type, "crc32c": p.crc32c,
-                                "filename": p.name, "clientId": p.client_id}
-                      for i, (s, p) in enumerate(zip(todo, payloads, strict=True))}
-            intents = [self.journal.record_intent(inputs[f"a{i}"]["clipId"], key(p.name), p.crc32c, p.size, self.run_id)
-                       for i, p in enumerate(payloads)]
-            data, errors = self.client.call_aliased(queries.create_files(len(todo)), inputs, retry=False)
+            inputs = [{"input": {"clipId": self._id(s.target.parent), "dataType": p.data_type, "crc32c": p.crc32c,
+                                 "filename": p.name, "clientId": p.client_id}}
+                      for s, p in zip(todo, payloads, strict=True)]
+            intents = self.journal.record_intents([(i["input"]["clipId"], key(p.name), p.crc32c, p.size, self.run_id)
+                                                   for i, p in zip(inputs, payloads, strict=True)])
+            data, errors = self.client.call_aliased(queries.create_files(len(todo)), queries.batch_variables(inputs),
+                                                    retry=False)
             for i, (step, payload) in enumerate(zip(todo, payloads, strict=True)):
                 if data.get(f"a{i}"):
                     created[step.id] = data[f"a{i}"]
@@ -269,10 +310,10 @@ class Executor:
         self._delete_data(payload.data_id)
 
     HANDLERS: ClassVar[dict[Action, Callable[[Executor, list[Step]], dict[str, Outcome] | None]]] = {
-        Action.CREATE_SUBJECT: _create_subject,
-        Action.UPDATE_SUBJECT_METADATA: _update_subject,
-        Action.CREATE_SESSION: _create_session,
-        Action.UPDATE_SESSION_METADATA: _update_session,
+        Action.CREATE_SUBJECT: _create_subjects,
+        Action.UPDATE_SUBJECT_METADATA: _update_subjects,
+        Action.CREATE_SESSION: _create_sessions,
+        Action.UPDATE_SESSION_METADATA: _update_sessions,
         Action.CREATE_TRIAL: _create_trials,
         Action.UPLOAD_FILE: _upload_files,
         Action.REPLACE_FILE: _upload_files,

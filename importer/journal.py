@@ -67,12 +67,16 @@ class Journal:
         return found
 
     # -- what this tool created ------------------------------------------------------------------------
-    def record_intent(self, trial_id: str, name: str, crc32c: str, size: int, run: str) -> int:
-        """Before a create mutation: whatever record of this trial and name appears is this tool's."""
+    def record_intents(self, intents: list[tuple[str, str, str, int, str]]) -> list[int]:
+        """Before create mutations, each intent (trial id, name, crc32c, size, run) in one transaction; their ids.
+        Whatever record of that trial and name appears is this tool's."""
         with self._lock:
-            cursor = self._db.execute("INSERT INTO intent (trial_id, name, crc32c, size, run, at) VALUES "
-                                      "(?, ?, ?, ?, ?, ?)", (trial_id, name, crc32c, size, run, time.time()))
-            return int(cursor.lastrowid or 0)
+            self._db.execute("BEGIN")
+            ids = [int(self._db.execute("INSERT INTO intent (trial_id, name, crc32c, size, run, at) VALUES "
+                                        "(?, ?, ?, ?, ?, ?)", (*intent, time.time())).lastrowid or 0)
+                   for intent in intents]
+            self._db.execute("COMMIT")
+        return ids
 
     def record_created(self, intent: int, data_id: str, crc32c: str, size: int, target: str) -> None:
         """After the create's answer: the record's id, and what it will hold."""

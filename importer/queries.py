@@ -30,38 +30,47 @@ CLIPS_OF_SESSION = """query clips($id: ID!) {
 FILES_OF_SESSION = """query files($id: ID!) {
   node(id: $id) { ... on Session { clips { id additionalData { id originalFileName uploadStatus } } } } }"""
 
-CREATE_SUBJECT = """mutation createPatient($projectId: String!, $name: String!) {
-  createPatient(projectId: $projectId, name: $name) { patient { id name } } }"""
-
-UPDATE_SUBJECT = """mutation updatePatient($patientId: ID!, $metadata: JSONString) {
-  updatePatient(patientId: $patientId, metadata: $metadata) { updated } }"""
-
-CREATE_SESSION = """mutation createSession($projectId: String!, $projectPath: String!, $patientId: ID!,
-    $sessionDate: String) {
-  createSession(projectId: $projectId, projectPath: $projectPath, patientId: $patientId, sessionDate: $sessionDate) {
-    session { id projectPath } } }"""
-
-UPDATE_SESSION = """mutation updateSession($sessionId: ID!, $sessionName: String!, $sessionMetadata: JSONString,
-    $sessionDate: String) {
-  updateSession(sessionId: $sessionId, sessionName: $sessionName, sessionMetadata: $sessionMetadata,
-    sessionDate: $sessionDate) { updated } }"""
-
 CREATE_TRIALS = """mutation createClips($input: ClipCreationInput!) {
   createClips(input: $input) { response { clientId mocapClip { id } } } }"""
 
-def aliased(operation: str, argument: str, input_type: str, selection: str, count: int) -> str:
-    """One mutation request carrying `count` operations, aliased a0, a1, ..., with inputs $a0, $a1, ..."""
-    variables = ", ".join(f"$a{i}: {input_type}" for i in range(count))
-    fields = " ".join(f"a{i}: {operation}({argument}: $a{i}) {{ {selection} }}" for i in range(count))
+def batch(operation: str, arguments: dict[str, str], selection: str, count: int) -> str:
+    """One mutation request carrying `count` operations aliased a0, a1, ...; operation i takes its arguments from
+    the variables `$a<i>_<argument>` (`batch_variables` names them). GraphQL runs a request's mutations in order."""
+    variables = ", ".join(f"$a{i}_{name}: {kind}" for i in range(count) for name, kind in arguments.items())
+    fields = " ".join(f"a{i}: {operation}({', '.join(f'{name}: $a{i}_{name}' for name in arguments)}) "
+                      f"{{ {selection} }}" for i in range(count))
     return f"mutation batch({variables}) {{ {fields} }}"
 
 
+def batch_variables(inputs: list[dict[str, object]]) -> dict[str, object]:
+    """The variables of a `batch` request: operation i's arguments as `a<i>_<argument>`."""
+    return {f"a{i}_{name}": value for i, arguments in enumerate(inputs) for name, value in arguments.items()}
+
+
+def create_subjects(count: int) -> str:
+    return batch("createPatient", {"projectId": "String!", "name": "String!"}, "patient { id name }", count)
+
+
+def update_subjects(count: int) -> str:
+    return batch("updatePatient", {"patientId": "ID!", "metadata": "JSONString"}, "updated", count)
+
+
+def create_sessions(count: int) -> str:
+    return batch("createSession", {"projectId": "String!", "projectPath": "String!", "patientId": "ID!",
+                                   "sessionDate": "String"}, "session { id projectPath }", count)
+
+
+def update_sessions(count: int) -> str:
+    return batch("updateSession", {"sessionId": "ID!", "sessionName": "String!", "sessionMetadata": "JSONString",
+                                   "sessionDate": "String"}, "updated", count)
+
+
 def create_files(count: int) -> str:
-    return aliased("createAdditionalData", "input", "CreateAdditionalDataInput", "uploadUrl data { id }", count)
+    return batch("createAdditionalData", {"input": "CreateAdditionalDataInput"}, "uploadUrl data { id }", count)
 
 
 def update_trials(count: int) -> str:
-    return aliased("updateClip", "clipData", "UpdateClipInput!", "clip { id }", count)
+    return batch("updateClip", {"clipData": "UpdateClipInput!"}, "clip { id }", count)
 
 
 DELETE_DATA = """mutation deleteAdditionalData($id: ID!) { deleteAdditionalData(id: $id) { ok } }"""

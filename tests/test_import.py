@@ -86,7 +86,8 @@ def test_metadata_fills_only_empty_fields_and_replaces_interventions(cli, lab, g
 def test_ambiguous_failures_never_duplicate(cli, lab, gql: Gql, expected, target: str, fault: str):
     gql.faults({"match": target, "fault": fault, "times": 2})
     first = cli("apply", str(lab), "--yes")
-    assert [e["target"] for e in gql.fault_log()] == [target, target]
+    hit = [e["target"] for e in gql.fault_log()]
+    assert hit in ([target], [target, target])  # creates of many subjects and sessions share a request
     assert first.code == 0, first.err
     gql.faults()
     assert cli("apply", str(lab), "--yes").code == 0
