@@ -103,7 +103,7 @@ class Journal:
         with self._lock:
             for start in range(0, len(keys), 500):
                 batch = keys[start:start + 500]
-                found.update(tuple(row) for row in self._db.execute(sql.format(",".join("?" * len(batch))), batch))
+                found.update(self._db.execute(sql.format(",".join("?" * len(batch))), batch).fetchall())
         return found
 
     # -- file checksums -------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ the server are conflicts, never guesses.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from typing import Any
@@ -41,8 +40,8 @@ from .steps import (
 def trial_options(base: dict[str, Any] | None, side: str | None, representative: tuple[str, ...],
                   file_ids: list[str]) -> dict[str, Any]:
     """A trial's customOptions: the server's, with the trialTemplate entries the folder defines."""
-    options = copy.deepcopy(base or {})
-    template = options.setdefault("trialTemplate", {})
+    options = dict(base or {})  # only trialTemplate is changed, so only it and its container are copied
+    template = options["trialTemplate"] = dict(options.get("trialTemplate") or {})
     if side:
         template["sideAdditionalData"] = dict.fromkeys(file_ids, side)
     if representative:

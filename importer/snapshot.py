@@ -37,7 +37,7 @@ from .private import create_private
 from .scan import Remembered, ScanOptions, SessionPlace
 from .spec import CONFIG_NAME, SessionConfig
 
-FORMAT = 1  # bump when the scan rules or the rows change: older rows are then ignored
+FORMAT = 2  # bump when the scan rules or the rows change: older rows are then ignored
 DEFAULT_RECHECK_AFTER = 7 * 24 * 3600.0
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -97,37 +97,49 @@ def fingerprint(folder: Path, root: Path, options_key: str) -> str:
     return digest.hexdigest()
 
 
-# -- rows as JSON ------------------------------------------------------------------------------------------------
-_NESTED: dict[type, dict[str, type]] = {Subject: {"sessions": Session}, Session: {"trials": Trial},
-                                        Trial: {"files": DataFile}}
-_TUPLES = {Trial: ("representative",), SessionConfig: ("warnings",)}
+# -- rows as JSON: dataclasses as lists of their fields, in order (compact, and fast to build again) -----------
+_NESTED: dict[type, dict[int, type]] = {}  # class -> {field index: class of the tuple's items}
+_TUPLES: dict[type, tuple[int, ...]] = {}  # class -> indexes of fields that are tuples of plain values
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _describe(kind: type, nested: dict[str, type], tuples: tuple[str, ...] = ()) -> None:
+    names = tuple(f.name for f in dataclasses.fields(kind))
+    _FIELDS[kind] = names
+    _NESTED[kind] = {names.index(n): k for n, k in nested.items()}
+    _TUPLES[kind] = tuple(names.index(n) for n in tuples)
+
+
+_describe(DataFile, {})
+_describe(Trial, {"files": DataFile}, ("representative",))
+_describe(Session, {"trials": Trial})
+_describe(Subject, {"sessions": Session})
+_describe(SessionConfig, {}, ("warnings",))
+_describe(Unmapped, {})
 
 
 def encode(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple | list):
-        return [encode(v) for v in value]
+    """A model object as nested lists of its fields' values."""
+    kind = type(value)
+    if kind in _FIELDS:
+        nested = _NESTED[kind]
+        return [[encode(v) for v in getattr(value, name)] if i in nested else getattr(value, name)
+                for i, name in enumerate(_FIELDS[kind])]
     return value
 
 
-def decode(kind: type, data: dict[str, Any]) -> Any:
-    nested = _NESTED.get(kind, {})
-    tuples = _TUPLES.get(kind, ())
-    values = {}
-    for name, value in data.items():
-        if name in nested:
-            value = tuple(decode(nested[name], v) for v in value)
-        elif name in tuples:
-            value = tuple(value)
-        values[name] = value
-    return kind(**values)
+def decode(kind: type, data: list[Any]) -> Any:
+    for i, item_kind in _NESTED[kind].items():
+        data[i] = tuple(decode(item_kind, v) for v in data[i])
+    for i in _TUPLES[kind]:
+        data[i] = tuple(data[i])
+    return kind(*data)
 
 
 def _remembered(data: dict[str, Any]) -> Remembered:
     return Remembered(session=decode(Session, data["session"]),
                       config=decode(SessionConfig, data["config"]) if data["config"] else None,
-                      warnings=tuple(data["warnings"]), unmapped=tuple(Unmapped(**u) for u in data["unmapped"]))
+                      warnings=tuple(data["warnings"]), unmapped=tuple(decode(Unmapped, u) for u in data["unmapped"]))
 
 
 def _remembered_json(item: Remembered) -> str:
