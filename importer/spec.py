@@ -6,18 +6,23 @@ in one pass; nothing is written while any remains.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import date
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import jsonschema
+import platformdirs
 
 from . import dates, documents
 from .documents import json_path, validator
 from .errors import InputError
 from .paths import shown
+from .private import open_private_append, private_folder
 
 CONFIG_NAME = "moveshelf_config_import.json"
 CONFIG_SCHEMA = "moveshelf_config_import.schema.json"
@@ -135,13 +140,68 @@ def session_date(config: SessionConfig | None, folder_name: str, file: str,
     return None, "set session_date in moveshelf_config_import.json or put the date in the folder name (YYYY-MM-DD)"
 
 
+class _Valid:
+    """Digests of configs found valid, so each content is checked once: in this process, and across runs in a
+    private file of the user cache folder (its name holds the schema's digest, so a new schema starts afresh)."""
+
+    def __init__(self) -> None:
+        self._known: set[str] | None = None
+        self._lock = threading.Lock()
+        self._file: Path | None = None
+        self._out: TextIO | None = None
+
+    def _load(self) -> set[str]:
+        if self._known is None:
+            schema = resources.files("importer").joinpath(f"schemas/{CONFIG_SCHEMA}").read_bytes()
+            name = f"valid-configs-{hashlib.blake2b(schema + KNOWN_KEYS_TEXT, digest_size=8).hexdigest()}"
+            self._file = Path(platformdirs.user_cache_dir("moveshelf-import")) / name
+            try:
+                self._known = set(self._file.read_text().split())
+            except (OSError, UnicodeDecodeError):
+                self._known = set()
+        return self._known
+
+    def __contains__(self, digest: str) -> bool:
+        with self._lock:
+            return digest in self._load()
+
+    def add(self, digest: str) -> None:
+        with self._lock:
+            self._load().add(digest)
+            if self._file is None:  # could not be written before: this run checks again what it finds
+                return
+            try:
+                if self._out is None:
+                    private_folder(self._file.parent)
+                    self._out = open_private_append(self._file)
+                self._out.write(digest + "\n")  # one short line per write to an O_APPEND file: never interleaved
+                self._out.flush()
+            except (OSError, InputError):  # a cache that cannot be written only costs time
+                self._file = None
+
+
+VALID = _Valid()
+KNOWN_KEYS_TEXT = repr(KNOWN_KEYS).encode()
+
+
+def checked(document: Any, file: str) -> list[Problem]:
+    """`check`, once per content: a document already found valid (here or in an earlier run) is not checked again."""
+    digest = hashlib.blake2b(json.dumps(document, sort_keys=True).encode(), digest_size=16).hexdigest()
+    if digest in VALID:
+        return []
+    problems = check(document, file)
+    if not problems:
+        VALID.add(digest)
+    return problems
+
+
 def load(path: Path, display: str) -> SessionConfig:
     """Read and check one config file; raise InvalidInput naming `display` and the JSON path."""
     try:
         document = documents.parse(path)
     except documents.Unreadable as exc:
         raise InvalidInput([Problem(display, exc.location, exc.reason)]) from None
-    problems = check(document, display)
+    problems = checked(document, display)
     if problems:
         raise InvalidInput(problems)
     unknown = [k for k in document if k not in KNOWN_KEYS]

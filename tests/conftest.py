@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from importer.cli import main
 from importer.emulator.server import EmulatorServer
 
 PROJECT = "demo/gait-lab"
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="moveshelf-import-tests-cache-")  # not the user's cache
 
 
 class Gql:
