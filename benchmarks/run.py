@@ -1,10 +1,12 @@
-"""`make bench`: every benchmark, one table of ratios against the baseline and the budget in DESIGN.md.
+"""`make bench`: every benchmark, one table of ratios against the baseline and the budget in DESIGN.md, then the
+scaling table (DESIGN.md "Scale") beside the commit before O(change) runs.
 
 Figures are measurements, never pass/fail; a missed target is printed as such.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +15,64 @@ sys.path.insert(0, str(Path(__file__).parent))
 import emulator_rps
 import import_vs_baseline
 import large_file
+import local_scale
 import planner
+import scaling
+
+BEFORE = "bd5c3af"  # the commit before O(change) runs and batching: the scaling figures are compared with it
+
+
+def before_tree() -> Path:
+    """The source of BEFORE, extracted once under .bench/ (git archive: no worktree to clean up)."""
+    folder = scaling.ROOT / ".bench" / BEFORE
+    if not (folder / "importer").is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(scaling.ROOT), "archive", BEFORE], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def scale_lines() -> list[str]:
+    """The scaling table (10, 100, 1000 subjects), the first import at 1000 beside BEFORE's, the local side."""
+    rows = [r for n in (10, 100, 1000) for r in scaling.measure(n)]
+    old = scaling.measure(1000, before_tree(), kinds=("first import",))[0]
+    local = local_scale.measure(5000, before_tree())
+    at = {(r["subjects"], r["kind"]): r for r in rows}
+    first, noop, nightly = at[1000, "first import"], at[1000, "no-op"], at[1000, "nightly"]
+    noop_growth = noop["seconds"] / at[10, "no-op"]["seconds"]
+    nightly_growth = nightly["seconds"] / at[10, "nightly"]["seconds"]
+    speedup = old["seconds"] / first["seconds"]
+    validate = local["baseline_validate"]["seconds"] / local["validate"]["seconds"]
+    validate_again = local["baseline_validate"]["again"]["seconds"] / local["validate"]["again"]["seconds"]
+    return [
+        f"Scaling: lab of N subjects x 2 sessions x 4 trials x 2 small files, emulator --latency-ms "
+        f"{scaling.LATENCY_MS}, apply --jobs {scaling.JOBS}; limit = max(dependent round trips, requests / jobs) x "
+        "latency; ratio = wall / limit.",
+        "",
+        scaling.table([*rows, {**old, "kind": f"first import ({BEFORE})"}]),
+        "",
+        "| target | figure | met |",
+        "|---|---|---|",
+        f"| nightly at 1000: <= 10 GraphQL + its uploads | {nightly['graphql']} + {nightly['uploads']} | "
+        f"{'yes' if nightly['graphql'] <= 10 else 'NO'} |",
+        f"| no-op at 1000: <= 5 GraphQL | {noop['graphql']} | {'yes' if noop['graphql'] <= 5 else 'NO'} |",
+        f"| first import at 1000: <= 3,500 GraphQL | {first['graphql']} | "
+        f"{'yes' if first['graphql'] <= 3500 else 'NO'} |",
+        f"| no-op at 1000 <= 2x at 10 | {noop_growth:.1f}x | {'yes' if noop_growth <= 2 else 'NO'} |",
+        f"| nightly at 1000 <= 2x at 10 | {nightly_growth:.1f}x | {'yes' if nightly_growth <= 2 else 'NO'} |",
+        f"| first import at 1000 >= 3x faster than {BEFORE} | {speedup:.1f}x ({old['seconds']:.1f} s -> "
+        f"{first['seconds']:.1f} s) | {'yes' if speedup >= 3 else 'NO'} |",
+        f"| importer CPU per request <= 0.5 ms (first import at 1000) | {first['cpu_per_request_ms']:.2f} ms "
+        f"({BEFORE}: {old['cpu_per_request_ms']:.2f} ms) | {'yes' if first['cpu_per_request_ms'] <= 0.5 else 'NO'} |",
+        f"| validate of {local['subjects']} subjects / {local['files']} files >= 4x faster than {BEFORE} | "
+        f"{validate:.1f}x ({local['baseline_validate']['seconds']:.1f} s -> {local['validate']['seconds']:.1f} s); "
+        f"configs seen before: {validate_again:.1f}x ({local['validate']['again']['seconds']:.1f} s) | "
+        f"{'yes' if validate >= 4 else 'NO'} |",
+        f"| planner, {local['subjects']} subjects / {local['files']} files | {local['planner']['seconds']} s "
+        f"({BEFORE}: {local['baseline_planner']['seconds']} s) | |",
+        f"| peak RSS of validate at {local['subjects']} subjects | {local['validate']['rss_mb']:.0f} MB | |",
+    ]
 
 
 def row(name: str, ours: str, baseline: str, figure: str, target: str, met: bool) -> str:
@@ -54,7 +113,8 @@ def main() -> None:
         f"Emulator: {rps['per_second']} sequential GraphQL requests/s on loopback (no added latency).",
         f"Planner: {plan['subjects']} subjects, {plan['files']} files compared in {plan['seconds']} s.",
     ]
-    print("\n".join(lines))
+    print("\n".join(lines), flush=True)
+    print("\n" + "\n".join(scale_lines()))
 
 
 if __name__ == "__main__":

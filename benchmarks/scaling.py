@@ -32,9 +32,9 @@ JOBS = 8
 CHAIN = {"first import": 8, "no-op": 2, "nightly": 9}
 
 
-def run(command: list[str], source: Path) -> dict:
+def run(command: list[str], source: Path, env: dict[str, str] | None = None) -> dict:
     """Run one importer command from `source`; wall seconds, CPU seconds and peak RSS of the process."""
-    env = {**os.environ, "PYTHONPATH": str(source)}
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(source)}
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=source, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
