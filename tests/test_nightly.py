@@ -112,3 +112,25 @@ def test_every_run_leaves_its_outcome_in_the_log_and_the_report_fatal_ones_inclu
 
 def test_durations_read_as_operators_write_them():
     assert [parse_duration(t, "--min-age") for t in ("90s", "30m", "2h", "7d", "45")] == [90, 1800, 7200, 604800, 45]
+
+
+def test_the_scheduling_examples_use_only_options_the_tool_accepts():
+    from importer.cli import _parser
+
+    def options(parser) -> set[str]:
+        found = set()
+        for action in parser._actions:  # the parser is ours
+            found.update(action.option_strings)
+            for sub in action.choices.values() if isinstance(action.choices, dict) else ():
+                found |= options(sub) if hasattr(sub, "_actions") else set()
+        return found
+
+    known = options(_parser())
+    others = {"--array", "--job-name", "--cpus-per-task", "--time", "--output", "--now"}  # sbatch, systemctl
+    examples = [p for p in (Path(__file__).parent.parent / "examples").rglob("*") if p.is_file()]
+    assert len(examples) >= 7
+    for example in examples:
+        text = example.read_text()
+        assert "moveshelf-import" in text, example
+        used = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text)) - others
+        assert used <= known, (example.name, used - known)
