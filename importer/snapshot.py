@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -31,7 +30,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
 from .model import DataFile, LocalTree, Session, Subject, Trial, Unmapped
 from .private import create_private
 from .scan import Remembered, ScanOptions, SessionPlace
@@ -39,22 +37,12 @@ from .spec import CONFIG_NAME, SessionConfig
 
 FORMAT = 2  # bump when the scan rules or the rows change: older rows are then ignored
 DEFAULT_RECHECK_AFTER = 7 * 24 * 3600.0
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS session (folder TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS subject (
   remote_id TEXT PRIMARY KEY, stamp TEXT NOT NULL, mark TEXT NOT NULL, tree TEXT NOT NULL, read_at REAL NOT NULL);
 """
-
-
-def parse_duration(text: str) -> float:
-    """Seconds of `90s`, `30m`, `12h`, `7d`, `2w` (a bare number is seconds)."""
-    match = _DURATION.match(text)
-    if not match:
-        raise InputError(f"{text!r} is not a duration", "write it like 90s, 30m, 12h, 7d or 2w")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 # -- fingerprints ------------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from importer import workflow
+from importer.durations import parse_duration
 from importer.emulator.api import parse_global_id
 from importer.emulator.server import EmulatorServer
-from importer.snapshot import parse_duration
 from importer.workflow import Settings
 
 from .conftest import PROJECT, Gql
@@ -95,10 +95,5 @@ def test_a_change_the_stamp_misses_is_seen_after_full_and_once_the_snapshot_is_o
     late = workflow.plan(settings(tmp_path, lab, now=time.time() + 8 * 86400))  # 8 days: read in full again
     assert [str(s.target) for s in late.steps] == ["/Subject02/2025-05-20/Orthosis/Walk01/Walk01.GCD"]
     assert late.snapshot["from_snapshot"] == 0
-    hourly = workflow.plan(settings(tmp_path, lab, now=time.time() + 8 * 86400 + 2 * 3600, recheck_after=parse_duration("1h")))
+    hourly = workflow.plan(settings(tmp_path, lab, now=time.time() + 8 * 86400 + 2 * 3600, recheck_after=parse_duration("1h", "--recheck-after")))
     assert hourly.snapshot["from_snapshot"] == 0
-
-
-def test_durations():
-    assert [parse_duration(t) for t in ("90", "90s", "30m", "12h", "7d", "2w", "1.5h")] == [
-        90, 90, 1800, 43200, 604800, 1209600, 5400]
