@@ -303,12 +303,11 @@ def _add_server_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--verify", action="store_true",
                          help="re-read every local file instead of trusting the size+mtime checksum cache, and ask "
                               "storage for the checksum of every compared server file")
-    command.add_argument("--full", action="store_true",
-                         help="read every subject from the server and every folder again, trusting no snapshot of "
-                              "an earlier run")
-    command.add_argument("--recheck-after", metavar="DURATION", default="7d",
-                         help="a subject unchanged in the folders and on the server is planned from the snapshot of "
-                              "its last full read until that is this old, e.g. 12h, 7d (default: %(default)s)")
+    snapshots = command.add_argument_group("snapshots", "a subject unchanged in the folders and on the server "
+                                           "(its updated stamp) is planned from its last full read")
+    snapshots.add_argument("--full", action="store_true", help="read every subject and folder again; trust no snapshot")
+    snapshots.add_argument("--recheck-after", metavar="DURATION", default="7d",
+                           help="read a subject in full once its snapshot is this old, e.g. 12h (default: %(default)s)")
     command.add_argument("--min-age", metavar="DURATION",
                          help="defer a session folder in which any file changed more recently than this (e.g. 90s, "
                               "30m, 2h): it is still being copied; a later run imports it")
