@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from harness import emulator, stats
@@ -33,16 +32,17 @@ CHAIN = {"first import": 8, "no-op": 2, "nightly": 9}
 
 
 def run(command: list[str], source: Path, env: dict[str, str] | None = None) -> dict:
-    """Run one importer command from `source`; wall seconds, CPU seconds and peak RSS of the process."""
+    """Run one importer command from `source`; wall seconds, CPU seconds and peak RSS of the process, as
+    /usr/bin/time reports them (a child forked straight from this large process would inherit its peak RSS)."""
     env = {**os.environ, **(env or {}), "PYTHONPATH": str(source)}
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=source, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"benchmark command failed ({status}): {' '.join(command)}\n{error[-2000:]}")
-    return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as measured:
+        process = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", measured.name, *command], cwd=source,
+                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if process.returncode != 0:
+            raise SystemExit(f"benchmark command failed ({process.returncode}): {' '.join(command)}\n"
+                             f"{process.stderr[-2000:]}")
+        wall, user, system, rss_kb = measured.read().split()[-4:]
+    return {"seconds": float(wall), "cpu": float(user) + float(system), "rss_mb": int(rss_kb) / 1024}
 
 
 def add_session(lab: Path) -> Path:
