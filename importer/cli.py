@@ -15,6 +15,7 @@ from pathlib import Path
 from . import documents, render, report, shard, workflow
 from .cancel import Cancellation
 from .errors import ExitCode, ImportToolError, InputError
+from .metadata import MetadataPolicy
 from .private import check_writable, open_private_append, write_private
 from .progress import TqdmHandler
 from .render import plural
@@ -79,13 +80,18 @@ def _settings(args: argparse.Namespace) -> Settings:
         if not ext or not kind:
             raise InputError(f"--data-type {item!r}: expected EXTENSION=TYPE, e.g. gcd=raw or mp4=video")
         types[ext.lower().lstrip(".")] = kind
+    reports = getattr(args, "reports", "none") == "auto"
+    if getattr(args, "reports_norm", None) and not reports:
+        raise InputError("--reports-norm needs --reports auto")
     return Settings(paths=tuple(args.paths), project=getattr(args, "project", None),
                     config=getattr(args, "config", None), state_dir=getattr(args, "state_dir", None),
                     on_conflict=ConflictPolicy(getattr(args, "on_conflict", "skip")), jobs=getattr(args, "jobs", 8),
                     verify=getattr(args, "verify", False), attempts=getattr(args, "attempts", 6),
                     shard=shard.parse(args.shard) if getattr(args, "shard", None) else None,
                     scan=ScanOptions(args.layout, types, args.date_format, args.require_date),
-                    selection=Selection(tuple(args.include), tuple(args.exclude), tuple(args.subject)))
+                    selection=Selection(tuple(args.include), tuple(args.exclude), tuple(args.subject)),
+                    reports=reports, reports_norm=getattr(args, "reports_norm", None),
+                    metadata_policy=MetadataPolicy(getattr(args, "metadata_policy", "fill-empty")))
 
 
 def _setup_logging(quiet: bool, log_file: Path | None) -> None:
@@ -263,6 +269,15 @@ def _add_server_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--verify", action="store_true",
                          help="re-read every local file instead of trusting the size+mtime checksum cache, and ask "
                               "storage for the checksum of every compared server file")
+    command.add_argument("--reports", choices=["auto", "none"], default="none",
+                         help="auto: ask Moveshelf for its automatic interactive reports of each session this run "
+                              "creates or changes, once its data is applied (default: none)")
+    command.add_argument("--reports-norm", metavar="NAME",
+                         help="with --reports auto: make them with the project's norm of this name")
+    command.add_argument("--metadata-policy", choices=[p.value for p in MetadataPolicy], default="fill-empty",
+                         help="fill-empty: only fill empty fields (Moveshelf's rule); update-mine: also replace a "
+                              "value the server still holds as this tool last wrote it, keeping values a person "
+                              "changed (default: fill-empty)")
     command.add_argument("--shard", metavar="K/N",
                          help="import only the subjects of shard K of N (1 <= K <= N), by a stable hash of MRN or "
                               "name; each shard keeps its own journal and lock")

@@ -79,7 +79,11 @@ class Executor:
         self._uploads: ThreadPoolExecutor | None = None
 
     def run(self) -> list[StepResult]:
-        """Apply every step it can; Ctrl-C stops starting new work and waits for the work under way."""
+        """Apply every step it can; Ctrl-C stops starting new work and waits for the work under way.
+
+        The plan's report requests are owed from the start, so a run that stops before making them (a failure,
+        a kill) leaves them for the next plan even though the sessions' data will then be unchanged."""
+        self.journal.owe_reports([str(s.target) for s in self.plan.steps if s.action is Action.CREATE_REPORTS])
         scheduler: Scheduler[Step] = Scheduler(self._dispatch, jobs=self.jobs, batch_size=BATCH_SIZE,
                                                group_of=group_of, cancel=self.client.cancel, fatal=(FatalError,),
                                                on_result=self.on_result)
@@ -119,10 +123,12 @@ class Executor:
         )["createPatient"]["patient"]["id"], find))
 
     def _update_subject(self, steps: list[Step]) -> None:
+        """Send the whole merged metadata, then remember each field it changed, as this tool's writing."""
         [step] = steps
         payload: st.UpdateSubjectMetadata = step.payload
-        self.client.call(queries.UPDATE_SUBJECT, {"patientId": self._id(step.target),
-                                                  "metadata": json.dumps(payload.metadata)})
+        subject_id = self._id(step.target)
+        self.client.call(queries.UPDATE_SUBJECT, {"patientId": subject_id, "metadata": json.dumps(payload.metadata)})
+        self.journal.record_written(subject_id, {name: c["after"] for name, c in payload.changes.items()})
 
     def _create_session(self, steps: list[Step]) -> None:
         [step] = steps
@@ -140,9 +146,11 @@ class Executor:
     def _update_session(self, steps: list[Step]) -> None:
         [step] = steps
         payload: st.UpdateSessionMetadata = step.payload
+        session_id = self._id(step.target)
         self.client.call(queries.UPDATE_SESSION, {
-            "sessionId": self._id(step.target), "sessionName": payload.name,
+            "sessionId": session_id, "sessionName": payload.name,
             "sessionMetadata": json.dumps(payload.stored), "sessionDate": payload.date})
+        self.journal.record_written(session_id, {name: c["after"] for name, c in payload.changes.items()})
 
     # -- trials ---------------------------------------------------------------------------------------------
     def _create_trials(self, steps: list[Step]) -> None:
@@ -268,6 +276,29 @@ class Executor:
         payload: st.RemoveRecord = step.payload
         self._delete_data(payload.data_id)
 
+    # -- interactive reports ---------------------------------------------------------------------------------
+    def _create_reports(self, steps: list[Step]) -> None:
+        """Ask Moveshelf for the session's automatic interactive reports. Not idempotent: after an ambiguous
+        failure, a report the session did not have before counts as the answer. Answered, the session's reports
+        are no longer owed (see `Journal.owe_reports`)."""
+        [step] = steps
+        payload: st.CreateReports = step.payload
+        session_id = self._id(step.target)
+        before = self._report_ids(session_id)
+
+        def create() -> bool:
+            answer = self.client.call(queries.CREATE_REPORTS, {"sessionId": session_id, "normId": payload.norm_id},
+                                      retry=False)["createAutomaticInteractiveReports"]
+            if not (answer and answer.get("ok")):
+                raise Rejected("Moveshelf did not make the automatic interactive reports (ok: false)")
+            return True
+
+        reconcile(self.client, create, lambda: True if self._report_ids(session_id) - before else None)
+        self.journal.reports_made(str(step.target))
+
+    def _report_ids(self, session_id: str) -> set[str]:
+        return {r["id"] for r in self.client.call(queries.REPORTS_OF_SESSION, {"id": session_id})["node"]["reports"]}
+
     HANDLERS: ClassVar[dict[Action, Callable[[Executor, list[Step]], dict[str, Outcome] | None]]] = {
         Action.CREATE_SUBJECT: _create_subject,
         Action.UPDATE_SUBJECT_METADATA: _update_subject,
@@ -278,5 +309,6 @@ class Executor:
         Action.REPLACE_FILE: _upload_files,
         Action.REMOVE_RECORD: _remove_record,
         Action.UPDATE_TRIAL_METADATA: _update_trials,
+        Action.CREATE_REPORTS: _create_reports,
     }
 

@@ -7,15 +7,21 @@ a run dies between the server's commit and the answer: the intent (trial, file n
 checksum, size, run) is written before the create mutation and the data id after it, and
 a record of that trial and name is this tool's. It records each PUT storage accepted.
 It also caches file checksums by (path, size, mtime) so unchanged files are not read again.
+It keeps each metadata value it wrote, by server object and field, so `--metadata-policy
+update-mine` can tell a value nobody touched since from one a person changed; and the
+sessions whose report request no run has seen answered, so a re-run asks again.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+from .model import Written
 from .private import create_private
 
 _SCHEMA = """
@@ -29,6 +35,9 @@ CREATE INDEX IF NOT EXISTS intent_by_data ON intent (data_id);
 CREATE TABLE IF NOT EXISTS stored (data_id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS checksum (
   path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, crc32c TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS written (
+  object_id TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (object_id, field));
+CREATE TABLE IF NOT EXISTS reports_owed (session TEXT PRIMARY KEY, at REAL NOT NULL);
 """
 
 
@@ -105,3 +114,38 @@ class Journal:
 
     def store_checksum(self, path: str, size: int, mtime_ns: int, crc32c: str) -> None:
         self._write("INSERT OR REPLACE INTO checksum VALUES (?, ?, ?, ?)", path, size, mtime_ns, crc32c)
+
+    # -- metadata this tool wrote ---------------------------------------------------------------------------
+    def record_written(self, object_id: str, fields: dict[str, Any]) -> None:
+        """After an update the server accepted: the value of each field it changed, as sent."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO written VALUES (?, ?, ?, ?)",
+                                 [(object_id, name, json.dumps(value), now) for name, value in fields.items()])
+
+    def written(self, object_ids: list[str]) -> dict[str, dict[str, Written]]:
+        """Object id -> field -> the value this tool last wrote there, and the (local) day it did."""
+        found: dict[str, dict[str, Written]] = {}
+        with self._lock:
+            for start in range(0, len(object_ids), 500):
+                batch = object_ids[start:start + 500]
+                rows = self._db.execute(f"SELECT object_id, field, value, at FROM written WHERE object_id IN "
+                                        f"({','.join('?' * len(batch))})", batch).fetchall()
+                for object_id, name, value, at in rows:
+                    day = time.strftime("%Y-%m-%d", time.localtime(at))
+                    found.setdefault(object_id, {})[name] = Written(json.loads(value), day)
+        return found
+
+    # -- report requests --------------------------------------------------------------------------------------
+    def owe_reports(self, sessions: list[str]) -> None:
+        """Before a run: these sessions' reports are due until a request for them is answered."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO reports_owed VALUES (?, ?)", [(s, now) for s in sessions])
+
+    def reports_made(self, session: str) -> None:
+        self._write("DELETE FROM reports_owed WHERE session = ?", session)
+
+    def reports_owed(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(row[0] for row in self._db.execute("SELECT session FROM reports_owed"))

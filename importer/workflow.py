@@ -21,10 +21,11 @@ from .config import load_connection, project_name
 from .errors import FatalError, InputError
 from .executor import Executor
 from .journal import Journal
+from .metadata import MetadataPolicy
 from .model import LocalTree
-from .planner import approve, diff
+from .planner import PlanOptions, approve, diff
 from .progress import Progress
-from .remote import Project, find_project, gather_facts, read_state
+from .remote import Project, find_norm, find_project, gather_facts, journal_facts, read_state
 from .render import plural
 from .scan import ScanOptions, scan
 from .scheduler import Result, Status
@@ -50,6 +51,9 @@ class Settings:
     shard: tuple[int, int] | None = None
     scan: ScanOptions = field(default_factory=ScanOptions)
     selection: Selection = field(default_factory=Selection)
+    reports: bool = False  # request automatic interactive reports for sessions the run creates or changes
+    reports_norm: str | None = None  # by the project's norm of this name
+    metadata_policy: MetadataPolicy = MetadataPolicy.FILL_EMPTY
 
 
 @dataclass
@@ -97,10 +101,19 @@ def connect(settings: Settings, cancel: Cancellation | None = None) -> Iterator[
 
 def make_plan(settings: Settings, context: Context, local: LocalTree) -> Plan:
     """Measure the files, read the server, and diff."""
+    options = plan_options(settings, context)
     local = checksum.fill(local, context.journal, jobs=min(settings.jobs, 4), verify=settings.verify)
     actual = read_state(context.client, context.project, local.tree, settings.jobs)
     facts = gather_facts(context.client, context.journal, local, actual, settings.jobs, settings.verify)
-    return diff(local, actual, facts, context.project.name, settings.on_conflict)
+    facts = journal_facts(context.journal, actual, facts)
+    return diff(local, actual, facts, context.project.name, settings.on_conflict, options)
+
+
+def plan_options(settings: Settings, context: Context) -> PlanOptions:
+    """The planner's options; a named norm is looked up on the server, only when reports are asked for."""
+    norm = (find_norm(context.client, context.project, settings.reports_norm)
+            if settings.reports and settings.reports_norm else None)
+    return PlanOptions(settings.reports, norm, settings.metadata_policy)
 
 
 def _checked(settings: Settings, context: Context, local: LocalTree, saved: Plan | None
