@@ -65,15 +65,20 @@ class Journal:
         """What a data record holds once Complete (its create mutation named this checksum)."""
         self._write("INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?, ?)", data_id, crc32c, size, target, time.time())
 
-    def content(self, data_ids: list[str]) -> dict[str, tuple[str, int]]:
-        found: dict[str, tuple[str, int]] = {}
+    def _rows_in(self, select: str, column: str, values: list[str]) -> list[tuple]:
+        """The rows of `select` whose `column` is one of `values`, asked 500 at a time (SQLite's limit on
+        parameters is lower than a large project's count of ids)."""
+        rows: list[tuple] = []
         with self._lock:
-            for start in range(0, len(data_ids), 500):
-                batch = data_ids[start:start + 500]
-                rows = self._db.execute(f"SELECT data_id, crc32c, size FROM content WHERE data_id IN "
-                                        f"({','.join('?' * len(batch))})", batch).fetchall()
-                found.update({row[0]: (row[1], row[2]) for row in rows})
-        return found
+            for start in range(0, len(values), 500):
+                batch = values[start:start + 500]
+                rows += self._db.execute(f"{select} WHERE {column} IN ({','.join('?' * len(batch))})",
+                                         batch).fetchall()
+        return rows
+
+    def content(self, data_ids: list[str]) -> dict[str, tuple[str, int]]:
+        rows = self._rows_in("SELECT data_id, crc32c, size FROM content", "data_id", data_ids)
+        return {row[0]: (row[1], row[2]) for row in rows}
 
     # -- what this tool created ------------------------------------------------------------------------
     def record_intent(self, trial_id: str, name: str, crc32c: str, size: int, run: str) -> int:
@@ -126,14 +131,10 @@ class Journal:
     def written(self, object_ids: list[str]) -> dict[str, dict[str, Written]]:
         """Object id -> field -> the value this tool last wrote there, and the (local) day it did."""
         found: dict[str, dict[str, Written]] = {}
-        with self._lock:
-            for start in range(0, len(object_ids), 500):
-                batch = object_ids[start:start + 500]
-                rows = self._db.execute(f"SELECT object_id, field, value, at FROM written WHERE object_id IN "
-                                        f"({','.join('?' * len(batch))})", batch).fetchall()
-                for object_id, name, value, at in rows:
-                    day = time.strftime("%Y-%m-%d", time.localtime(at))
-                    found.setdefault(object_id, {})[name] = Written(json.loads(value), day)
+        for object_id, name, value, at in self._rows_in("SELECT object_id, field, value, at FROM written",
+                                                        "object_id", object_ids):
+            found.setdefault(object_id, {})[name] = Written(json.loads(value), time.strftime("%Y-%m-%d",
+                                                                                             time.localtime(at)))
         return found
 
     # -- report requests --------------------------------------------------------------------------------------
