@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import logging
+import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import documents, render, report, shard, workflow
+from . import documents, render, report, runlog, shard, workflow
 from .cancel import Cancellation
+from .durations import parse_duration
 from .errors import ExitCode, ImportToolError, InputError
 from .metadata import MetadataPolicy
 from .private import check_writable, open_private_append, write_private
@@ -88,10 +91,16 @@ def _settings(args: argparse.Namespace) -> Settings:
                     on_conflict=ConflictPolicy(getattr(args, "on_conflict", "skip")), jobs=getattr(args, "jobs", 8),
                     verify=getattr(args, "verify", False), attempts=getattr(args, "attempts", 6),
                     shard=shard.parse(args.shard) if getattr(args, "shard", None) else None,
-                    scan=ScanOptions(args.layout, types, args.date_format, args.require_date),
+                    scan=ScanOptions(args.layout, types, args.date_format, args.require_date, args.on_invalid,
+                                     _min_age(args)),
                     selection=Selection(tuple(args.include), tuple(args.exclude), tuple(args.subject)),
                     reports=reports, reports_norm=getattr(args, "reports_norm", None),
                     metadata_policy=MetadataPolicy(getattr(args, "metadata_policy", "fill-empty")))
+
+
+def _min_age(args: argparse.Namespace) -> float | None:
+    given = getattr(args, "min_age", None)
+    return parse_duration(given, "--min-age") if given else None
 
 
 def _setup_logging(quiet: bool, log_file: Path | None) -> None:
@@ -120,7 +129,9 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"  unmapped: {unmapped.path}: {unmapped.reason}")
     for warning in local.warnings:
         print(f"  warning: {warning}")
-    return ExitCode.OK
+    for aside in local.set_aside:
+        print(f"  set aside: {aside.path}: {'; '.join(aside.problems)}")
+    return ExitCode.ATTENTION if local.set_aside else ExitCode.OK
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -129,7 +140,8 @@ def _plan(args: argparse.Namespace) -> int:
     if args.out:
         write_private(args.out, render.as_json(to_json(the_plan)))
     print(render.as_json(to_json(the_plan)) if args.format == "json" else render.plan_text(the_plan), end="")
-    return ExitCode.CHANGES_PENDING if args.detailed_exitcode and the_plan.steps else ExitCode.OK
+    pending = the_plan.steps or the_plan.conflicts
+    return ExitCode.CHANGES_PENDING if args.detailed_exitcode and pending else ExitCode.OK
 
 
 def _confirm(args: argparse.Namespace) -> Callable[[Plan], bool]:
@@ -168,21 +180,39 @@ def _apply(args: argparse.Namespace) -> int:
     check_writable(args.report)
     _setup_logging(args.quiet, args.log_file)
     mode = "quiet" if args.quiet else ("bars" if sys.stderr.isatty() else "lines")
-    the_plan, outcome = workflow.apply(_settings(args), mode, _confirm(args), saved, args.cancel)
+    started = time.time()
+    try:
+        the_plan, outcome = workflow.apply(_settings(args), mode, _confirm(args), saved, args.cancel)
+    except (ImportToolError, KeyboardInterrupt) as exc:
+        _stopped(args, exc, started)
+        raise
     if outcome is None:
         print("Not applied.")
         return ExitCode.OK
-    return _outcome(outcome, args.report)
+    runlog.write(outcome)
+    return _outcome(outcome, args.report, args.quiet)
 
 
-def _outcome(outcome: dict, report_file: Path | None) -> int:
-    """Say how a run (or merged runs) went, write the report, and choose the exit code."""
+def _stopped(args: argparse.Namespace, error: BaseException, started: float) -> None:
+    """A run that ended before applying anything still leaves its outcome in the log and the report."""
+    outcome = runlog.stopped_outcome(error)
+    message = scrub(str(error)) or outcome
+    SUMMARY.error(f"run {outcome}: {' '.join(message.split())}")  # one line: log readers grep by line
+    if args.report:
+        project = args.project or os.environ.get("MOVESHELF_PROJECT") or "(unknown)"
+        write_private(args.report, render.as_json(report.stopped(project, outcome, message, started, time.time())))
+
+
+def _outcome(outcome: dict, report_file: Path | None, quiet: bool = False) -> int:
+    """Say how a run (or merged runs) went, write the report, and choose the exit code. Quiet and nothing done
+    and nothing to look at: say nothing (cron mails only when a person should look)."""
     if report_file:
         write_private(report_file, render.as_json(outcome))
     for step in outcome["steps"]:
         if step["error"] == workflow.STALE:
             _stale(step["target"], step["action"])
-    print(render.report_line(outcome))
+    if not quiet or outcome["outcome"] != "ok" or outcome["summary"]["steps"]:
+        print(render.report_line(outcome))
     SUMMARY.info(render.report_line(outcome))
     match outcome["outcome"]:
         case "fatal":
@@ -210,6 +240,9 @@ def _attention(outcome: dict) -> str:
     if outcome.get("conflicts"):
         reasons.append(f"{plural(len(outcome['conflicts']), 'conflict')} left alone: see `plan`, or use "
                        "--on-conflict replace")
+    if outcome.get("set_aside"):
+        reasons.append(f"{plural(len(outcome['set_aside']), 'session')} set aside as invalid (see the log); fix "
+                       "them and the next run imports them")
     return "attention: " + "; ".join(reasons)
 
 
@@ -245,11 +278,16 @@ def _add_input_options(command: argparse.ArgumentParser, optional_paths: bool = 
     command.add_argument("--data-type", action="append", default=[], metavar="EXT=TYPE",
                          help="data type for an extension, e.g. gcd=data (repeatable; default: mp4/avi/mov/mkv/mpg "
                               "video, pdf doc, png/jpg/jpeg/webp img, else raw)")
-    command.add_argument("--date-format", metavar="STRPTIME",
-                         help="read session dates in folder names in this form, e.g. %%d-%%m-%%Y for 18-07-2023 "
-                              "(year-first forms such as 2023-07-18 and 20230718 are always read)")
-    command.add_argument("--require-date", action="store_true",
-                         help="a session without a date (config or folder name) is an error, not a warning")
+    dates = command.add_argument_group("session dates", "the config's session_date wins; else a date in the "
+                                       "folder name, year first (2023-07-18, 2023_7_18, 20230718) unless told")
+    dates.add_argument("--date-format", metavar="STRPTIME",
+                       help="read folder-name dates in this form, e.g. %%d-%%m-%%Y for 18-07-2023")
+    dates.add_argument("--require-date", action="store_true",
+                       help="a session without a date is an error, not a warning")
+    command.add_argument("--on-invalid", choices=["fail", "skip"], default="fail",
+                         help="fail: any invalid session stops the run, nothing is written; skip: invalid sessions "
+                              "(and subjects whose folders disagree about identity) are set aside and listed, the "
+                              "rest is imported, and the run exits 3 (default: fail)")
 
 
 def _add_server_options(command: argparse.ArgumentParser) -> None:
@@ -278,6 +316,9 @@ def _add_server_options(command: argparse.ArgumentParser) -> None:
                          help="fill-empty: only fill empty fields (Moveshelf's rule); update-mine: also replace a "
                               "value the server still holds as this tool last wrote it, keeping values a person "
                               "changed (default: fill-empty)")
+    command.add_argument("--min-age", metavar="DURATION",
+                         help="defer a session folder in which any file changed more recently than this (e.g. 90s, "
+                              "30m, 2h): it is still being copied; a later run imports it")
     command.add_argument("--shard", metavar="K/N",
                          help="import only the subjects of shard K of N (1 <= K <= N), by a stable hash of MRN or "
                               "name; each shard keeps its own journal and lock")

@@ -72,20 +72,21 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
+class Norm:
+    """A project's reference data (normal gait curves), which interactive reports compare a session against;
+    chosen by name on the command line, sent by id."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Written:
     """A metadata value this tool wrote to a server object, and the day: a server value still equal to it was
     not changed by a person since."""
 
     value: Any
     on: str  # YYYY-MM-DD
-
-
-@dataclass(frozen=True, slots=True)
-class Norm:
-    """A project's reference data, which interactive reports compare a session against."""
-
-    id: str
-    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +116,32 @@ class Unmapped:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAside:
+    """A session folder left out of this run because its input is invalid (`--on-invalid skip`)."""
+
+    path: str  # the session folder, relative to the import root's parent
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A session folder left for a later run because a file in it is still being written (`--min-age`)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class LocalTree:
-    """What the scanner found: the desired tree plus what it could not place."""
+    """What the scanner found: the desired tree plus what it could not place or left out."""
 
     tree: Tree
     roots: tuple[str, ...]
     paths: tuple[str, ...] = ()  # the folders the scan was given
     unmapped: tuple[Unmapped, ...] = ()
     warnings: tuple[str, ...] = ()
+    set_aside: tuple[SetAside, ...] = ()
+    deferred: tuple[Deferred, ...] = ()
 
 
 def path_key(project_path: str) -> str:

@@ -289,6 +289,8 @@ def diff(local: LocalTree, actual: Tree, facts: Facts, project: str,
     return Plan(project=project, steps=tuple(planner.steps), ids=planner.ids,
                 unmapped=tuple({"path": u.path, "reason": u.reason} for u in local.unmapped),
                 conflicts=tuple(planner.conflicts), server_only=tuple(planner.server_only),
+                set_aside=tuple({"path": a.path, "problems": list(a.problems)} for a in local.set_aside),
+                deferred=tuple({"path": d.path, "reason": d.reason} for d in local.deferred),
                 warnings=tuple([*local.warnings, *planner.warnings]), roots=local.roots, paths=local.paths)
 
 

@@ -115,7 +115,10 @@ def _step_lines(step: Step) -> list[str]:
 
 
 def _sections(plan: Plan) -> list[tuple[str, list[str]]]:
-    return [("Unmapped files (not uploaded)", [f"{u['path']}: {u['reason']}" for u in plan.unmapped]),
+    return [("Set aside (invalid, not imported)",
+             [f"{a['path']}: {'; '.join(a['problems'])}" for a in plan.set_aside]),
+            ("Deferred (still being written)", [f"{d['path']}: {d['reason']}" for d in plan.deferred]),
+            ("Unmapped files (not uploaded)", [f"{u['path']}: {u['reason']}" for u in plan.unmapped]),
             ("Conflicts (left alone)", [f"{c['target']}: {c['reason']}" for c in plan.conflicts]),
             ("On the server only (left alone)",
              [f"{o['kind']} {o['target']}" for o in sorted(plan.server_only, key=lambda o: o["target"])]),
@@ -149,7 +152,9 @@ def summary_line(plan: Plan) -> str:
     return (f"Plan: {plural(s['changes'], 'change')}: {', '.join(creates) or 'nothing'} to create, "
             f"{plural(s['upload_file'], 'file')} to upload and {s['replace_file']} to replace "
             f"({size(s['bytes_to_upload'])}), {plural(updates, 'metadata update')}{extras}; {s['unmapped']} unmapped, "
-            f"{plural(s['conflicts'], 'conflict')}, {s['server_only']} on the server only.")
+            f"{plural(s['conflicts'], 'conflict')}, {s['server_only']} on the server only"
+            + "".join(f", {s[k]} {label}" for k, label in (("set_aside", "set aside"), ("deferred", "deferred"))
+                      if s[k]) + ".")
 
 
 def report_line(report: dict[str, Any]) -> str:

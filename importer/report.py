@@ -35,7 +35,7 @@ def outcome_of(results: list[StepResult], plan: Plan, interrupted: bool, fatal: 
         return "fatal"
     if interrupted:
         return "interrupted"
-    if plan.conflicts or any(r.status is not Status.APPLIED for r in results):
+    if plan.conflicts or plan.set_aside or any(r.status is not Status.APPLIED for r in results):
         return "partial"
     return "ok"
 
@@ -57,13 +57,24 @@ def build(plan: Plan, results: list[StepResult], started: float, finished: float
         "steps": [{"id": r.node.id, "action": r.node.action.value, "target": str(r.node.target),
                    "status": r.status.value, "error": r.error, "bytes": r.bytes, "seconds": r.seconds,
                    "started": timestamp(r.started), "finished": timestamp(r.finished)} for r in results],
-        "conflicts": list(plan.conflicts), "unmapped": list(plan.unmapped),
+        "conflicts": list(plan.conflicts), "unmapped": list(plan.unmapped), "set_aside": list(plan.set_aside),
+        "deferred": list(plan.deferred),
     }
     if fatal:
         document["fatal"] = fatal
     if shard:
         document["shards"] = [f"{shard[0]}/{shard[1]}"]
     return document
+
+
+def stopped(project: str, outcome: str, message: str, started: float, finished: float) -> dict[str, Any]:
+    """The report of a run that ended before it applied anything (invalid input, lock held, unreachable, key
+    refused, interrupted while planning), so the report file never keeps an older night's content."""
+    return {"format": FORMAT, "version": VERSION, "project": project, "roots": [], "outcome": outcome,
+            "fatal": message, "started": timestamp(started), "finished": timestamp(finished),
+            "summary": {"steps": 0, **dict.fromkeys(COUNTS, 0), "bytes": 0, "bytes_sent": 0,
+                        "seconds": round(finished - started, 3)},
+            "steps": [], "conflicts": [], "unmapped": [], "set_aside": [], "deferred": []}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -89,6 +100,8 @@ def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
               "started": started, "finished": finished, "summary": summary, "steps": steps,
               "conflicts": [c for d in documents for c in d.get("conflicts", [])],
               "unmapped": [u for d in documents for u in d.get("unmapped", [])],
+              "set_aside": [a for d in documents for a in d.get("set_aside", [])],
+              "deferred": [a for d in documents for a in d.get("deferred", [])],
               "shards": [s for d in documents for s in d.get("shards", [])]}
     fatal = [d["fatal"] for d in documents if d.get("fatal")]
     if fatal:

@@ -230,7 +230,8 @@ def chart(steps: list[dict[str, Any]]) -> dict[str, Any]:
             "right": CHART_WIDTH - CHART_MARGIN, "bottom": CHART_HEIGHT - CHART_MARGIN,
             "points": " ".join(f"{a},{b}" for a, b in points), "total": size(total),
             "ticks": [(y(round(total * q / 4)), size(round(total * q / 4))) for q in range(5)], "start": stamp(origin),
-            "end": stamp(timed[-1][0]), "span": duration(span), "uploads": len(timed), "untimed": untimed}
+            "end": f"{stamp(timed[-1][0])} (+{duration(span)})", "span": duration(span), "uploads": len(timed),
+            "untimed": untimed}
 
 
 def _entry(item: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -22,8 +23,10 @@ from .model import (
     DEFAULT_CONDITION,
     RAW_MOTION_DATA,
     DataFile,
+    Deferred,
     LocalTree,
     Session,
+    SetAside,
     Subject,
     Tree,
     Trial,
@@ -45,6 +48,9 @@ class ScanOptions:
     data_types: dict[str, str] = field(default_factory=dict)  # extension -> data type overrides
     date_format: str | None = None  # strptime format of day-first (or other ambiguous) dates in folder names
     require_date: bool = False  # a session without a date is an error, not a warning
+    on_invalid: str = "fail"  # "skip": invalid sessions, and subjects whose folders disagree, are set aside
+    min_age: float | None = None  # seconds: a session with a file changed more recently is deferred
+    now: float | None = None  # the time min_age counts from (None: the clock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,38 +313,129 @@ def _subject(name: str, folder: Path, sessions: list[tuple[Session, SessionConfi
     return Subject(name=name, mrn=mrn, metadata=metadata, sessions=tuple(s for s, _ in sessions), source=str(folder))
 
 
+@dataclass(frozen=True, slots=True)
+class _Scanned:
+    """One session folder, scanned, with its own problems (so it can be set aside alone)."""
+
+    where: _SessionFolder
+    session: Session
+    config: SessionConfig | None
+    problems: tuple[Problem, ...]
+
+
+def _newest_change(folder: Path) -> float:
+    """The latest mtime of anything below a session folder; unreadable entries count as old (the scan reports
+    them once the folder is old enough)."""
+    newest, pending = 0.0, [folder]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as listing:
+                for item in listing:
+                    stat = item.stat(follow_symlinks=False)
+                    newest = max(newest, stat.st_mtime)
+                    if item.is_dir(follow_symlinks=False):
+                        pending.append(Path(item.path))
+        except OSError:
+            continue
+    return newest
+
+
+def _defer(found: list[_SessionFolder], options: ScanOptions) -> tuple[list[_SessionFolder], list[Deferred]]:
+    """Session folders still being written (a file younger than --min-age) are left for a later run."""
+    if not options.min_age:
+        return found, []
+    now = options.now if options.now is not None else time.time()
+    kept, deferred = [], []
+    for where in found:
+        age = now - _newest_change(where.folder)
+        if age < options.min_age:
+            deferred.append(Deferred(display(where.folder, where.root), f"still being written (a file changed "
+                                     f"{max(age, 0):.0f} s ago, less than --min-age), deferred"))
+        else:
+            kept.append(where)
+    return kept, deferred
+
+
+def _scan_session(where: _SessionFolder, options: ScanOptions, warnings: list[str],
+                  unmapped: list[Unmapped]) -> _Scanned:
+    problems: list[Problem] = []
+    session, config = _session(where, options, problems, warnings, unmapped)
+    return _Scanned(where, session, config, tuple(problems))
+
+
+def _subjects(scanned: list[_Scanned], warnings: list[str]) -> tuple[list[Subject], dict[Path, list[Problem]]]:
+    """Subjects from their session folders, and the problems of each subject folder (identity disagreements)."""
+    by_subject: dict[Path, list[_Scanned]] = defaultdict(list)
+    for item in scanned:
+        by_subject[item.where.folder.parent].append(item)
+    subjects, problems = [], defaultdict(list)
+    for folder, items in by_subject.items():
+        subjects.append(_subject(folder.name, folder, [(i.session, i.config) for i in items], problems[folder],
+                                 warnings))
+    for subject, problem in _identity_problems(subjects):
+        problems[Path(subject.source or "")].append(problem)
+    return subjects, {folder: found for folder, found in problems.items() if found}
+
+
+def _set_aside(scanned: list[_Scanned], warnings: list[str]) -> tuple[list[Subject], list[SetAside]]:
+    """`--on-invalid skip`: invalid sessions are left out, then subjects whose folders disagree about identity."""
+    valid = [i for i in scanned if not i.problems]
+    aside = [SetAside(display(i.where.folder, i.where.root), tuple(str(p) for p in i.problems))
+             for i in scanned if i.problems]
+    subjects, problems = _subjects(valid, warnings)
+    for item in valid:
+        if item.where.folder.parent in problems:
+            aside.append(SetAside(display(item.where.folder, item.where.root),
+                                  tuple(str(p) for p in problems[item.where.folder.parent])))
+    kept = [s for s in subjects if Path(s.source or "") not in problems]
+    return kept, sorted(aside, key=lambda a: a.path)
+
+
 def scan(paths: list[Path], options: ScanOptions | None = None) -> LocalTree:
-    """The desired tree of the given folders; raises InvalidInput listing every problem found."""
+    """The desired tree of the given folders; raises InvalidInput listing every problem found, unless
+    `on_invalid` is "skip", which sets invalid sessions aside instead."""
     options = options or ScanOptions()
     if options.date_format and (why := dates.format_error(options.date_format)):
         raise InputError(f"--date-format {options.date_format!r}: {why}")
     problems: list[Problem] = []
     warnings: list[str] = []
     unmapped: list[Unmapped] = []
-    by_subject: dict[Path, list[tuple[Session, SessionConfig | None]]] = defaultdict(list)
-    found = session_folders(paths, options.layout, problems)
-    for where in found:
-        by_subject[where.folder.parent].append(_session(where, options, problems, warnings, unmapped))
-    subjects = [_subject(folder.name, folder, sessions, problems, warnings) for folder, sessions in by_subject.items()]
-    _check_identities(subjects, problems)
-    if problems:
-        raise InvalidInput(problems)
-    if not found:
+    listed = session_folders(paths, options.layout, problems)
+    if problems and (options.on_invalid != "skip" or not listed):
+        problems += [p for where in listed for p in _scan_session(where, options, [], []).problems]
+        raise InvalidInput(problems)  # in skip mode too when nothing readable is left to import
+    found, deferred = _defer(listed, options)
+    scanned = [_scan_session(where, options, warnings, unmapped) for where in found]
+    aside = [SetAside(p.file, (str(p),)) for p in problems]  # skip mode: what lies beside the sessions
+    if options.on_invalid == "skip":
+        subjects, sessions_aside = _set_aside(scanned, warnings)
+        aside += sessions_aside
+    else:
+        subjects, by_folder = _subjects(scanned, warnings)
+        problems = [p for i in scanned for p in i.problems] + [p for found in by_folder.values() for p in found]
+        if problems:
+            raise InvalidInput(problems)
+    if not listed:
         warnings.append("no session folders found below " + ", ".join(shown(p) for p in paths))
     return LocalTree(tree=Tree(tuple(sorted(subjects, key=lambda s: key(s.name)))),
-                     roots=tuple(sorted({str(w.root) for w in found})),
+                     roots=tuple(sorted({str(w.root) for w in listed})),
                      paths=tuple(str(p.resolve()) for p in paths), unmapped=tuple(unmapped),
-                     warnings=tuple(warnings))
+                     warnings=tuple(warnings), set_aside=tuple(aside), deferred=tuple(deferred))
 
 
-def _check_identities(subjects: list[Subject], problems: list[Problem]) -> None:
-    """One folder per subject name and per MRN: the server must never get a second subject for either."""
+def _identity_problems(subjects: list[Subject]) -> list[tuple[Subject, Problem]]:
+    """One folder per subject name and per MRN: the server must never get a second subject for either. Every
+    folder of a shared name or MRN gets the problem, so `--on-invalid skip` sets them all aside."""
+    found = []
     for label, identity in (("name", lambda s: key(s.name)), ("MRN", lambda s: s.mrn)):
-        seen: dict[str, Subject] = {}
+        groups: dict[str, list[Subject]] = defaultdict(list)
         for subject in subjects:
-            value = identity(subject)
-            if value and value in seen:
-                problems.append(Problem(subject.source or subject.name, "(folder)",
-                                        f"subject {label} {value!r} is also used by {seen[value].source}; "
-                                        "merge the folders or correct the MRN"))
-            seen.setdefault(value, subject)
+            if identity(subject):
+                groups[identity(subject)].append(subject)
+        for value, group in groups.items():
+            for subject in group if len(group) > 1 else ():
+                others = ", ".join(str(o.source) for o in group if o is not subject)
+                found.append((subject, Problem(subject.source or subject.name, "(folder)",
+                                               f"subject {label} {value!r} is also used by {others}; "
+                                               "merge the folders or correct the MRN")))
+    return found

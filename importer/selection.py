@@ -86,4 +86,18 @@ def select(local: LocalTree, selection: Selection) -> LocalTree:
     unmapped = tuple(u for u in local.unmapped if u.subject_folder in subject_folders
                      and _session_folder(u) in (None, *session_folders))
     return dataclasses.replace(local, tree=dataclasses.replace(local.tree, subjects=tuple(subjects)),
-                               unmapped=unmapped)
+                               unmapped=unmapped,
+                               set_aside=tuple(a for a in local.set_aside if _left_out(a.path, selection)),
+                               deferred=tuple(d for d in local.deferred if _left_out(d.path, selection)))
+
+
+def _left_out(path: str, selection: Selection) -> bool:
+    """Whether a session left out of the run (set aside, deferred) is one the selection asks for: its path reads
+    `<root>/<subject>/<session>`; its subject is known by folder name only (its config may be unreadable)."""
+    parts = PurePath(path).parts[1:3]
+    if len(parts) < 2:
+        return not selection.include and not selection.subjects
+    folder, paths = key(parts[0]), (f"{key(parts[0])}/{key(parts[1])}", key(parts[0]))
+    named = not selection.subjects or folder in {key(n) for n in selection.subjects}
+    included = not selection.include or _matches(paths, selection.include)
+    return named and included and not _matches(paths, selection.exclude)

@@ -32,11 +32,14 @@ def shard_of(subject: Subject, count: int) -> int:
 
 
 def select(local: LocalTree, shard: tuple[int, int] | None) -> LocalTree:
-    """The part of the folders that one shard imports."""
+    """The part of the folders that one shard imports. Sessions set aside or deferred are listed by shard 1 only:
+    an invalid session's identity (its MRN) may be unreadable, so it has no shard, and a merged report lists it once."""
     if shard is None:
         return local
     index, count = shard
     kept = tuple(s for s in local.tree.subjects if shard_of(s, count) == index)
     folders = {s.source for s in kept}
     return dataclasses.replace(local, tree=dataclasses.replace(local.tree, subjects=kept),
-                               unmapped=tuple(u for u in local.unmapped if u.subject_folder in folders))
+                               unmapped=tuple(u for u in local.unmapped if u.subject_folder in folders),
+                               set_aside=local.set_aside if index == 1 else (),
+                               deferred=local.deferred if index == 1 else ())

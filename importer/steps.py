@@ -199,6 +199,8 @@ class Plan:
     unmapped: tuple[dict[str, str], ...] = ()
     conflicts: tuple[dict[str, Any], ...] = ()
     server_only: tuple[dict[str, str], ...] = ()  # {"target", "kind"}: on the server, not in the folders
+    set_aside: tuple[dict[str, Any], ...] = ()  # {"path", "problems"}: invalid sessions left out (--on-invalid skip)
+    deferred: tuple[dict[str, str], ...] = ()  # {"path", "reason"}: sessions still being written (--min-age)
     warnings: tuple[str, ...] = ()
     roots: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()  # what was scanned, so a saved plan can be checked against the same folders
@@ -208,7 +210,8 @@ class Plan:
         counts = Counter(step.action.value for step in self.steps)
         return {"changes": len(self.steps), **{a.value: counts.get(a.value, 0) for a in Action},
                 "bytes_to_upload": sum(s.upload_size for s in self.steps), "unmapped": len(self.unmapped),
-                "conflicts": len(self.conflicts), "server_only": len(self.server_only)}
+                "conflicts": len(self.conflicts), "server_only": len(self.server_only),
+                "set_aside": len(self.set_aside), "deferred": len(self.deferred)}
 
 
 def to_json(plan: Plan) -> dict[str, Any]:
@@ -218,7 +221,8 @@ def to_json(plan: Plan) -> dict[str, Any]:
                        "reason": s.reason, "detail": payload_to_json(s.payload)} for s in plan.steps],
             "ids": {str(a): i for a, i in plan.ids.items()}, "summary": plan.summary,
             "unmapped": list(plan.unmapped), "conflicts": list(plan.conflicts),
-            "server_only": list(plan.server_only), "warnings": list(plan.warnings)}
+            "server_only": list(plan.server_only), "set_aside": list(plan.set_aside),
+            "deferred": list(plan.deferred), "warnings": list(plan.warnings)}
 
 
 def from_json(document: dict[str, Any]) -> Plan:
@@ -230,4 +234,5 @@ def from_json(document: dict[str, Any]) -> Plan:
                 paths=tuple(document.get("paths", [])), steps=steps,
                 ids={Address.parse(a): i for a, i in document.get("ids", {}).items()},
                 unmapped=tuple(document.get("unmapped", [])), conflicts=tuple(document.get("conflicts", [])),
-                server_only=tuple(document.get("server_only", [])), warnings=tuple(document.get("warnings", [])))
+                server_only=tuple(document.get("server_only", [])), set_aside=tuple(document.get("set_aside", [])),
+                deferred=tuple(document.get("deferred", [])), warnings=tuple(document.get("warnings", [])))

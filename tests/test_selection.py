@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from importer.errors import InputError
-from importer.model import LocalTree, Session, Subject, Tree, Unmapped
+from importer.model import Deferred, LocalTree, Session, SetAside, Subject, Tree, Unmapped
 from importer.selection import Selection, select
 
 
@@ -48,3 +50,12 @@ def test_unmapped_files_of_dropped_subjects_and_sessions_go_too():
     narrowed = select(lab(), Selection(include=("Smith*",), exclude=("*/2019-*",)))
     assert [u.path for u in narrowed.unmapped] == ["lab/Smith A/2024-05-02/b.txt"]
     assert select(lab(), Selection()) == lab()
+
+
+def test_sessions_set_aside_or_deferred_follow_the_selection():
+    local = dataclasses.replace(
+        lab(), set_aside=(SetAside("lab/Smith A/2019-03-01", ("bad",)), SetAside("lab/Jones/2020-01-01", ("bad",))),
+        deferred=(Deferred("lab/Smith A/2024-01-01", "still being written"),))
+    selected = select(local, Selection(include=("Smith*",), exclude=("*/2019-*",)))
+    assert selected.set_aside == () and [d.path for d in selected.deferred] == ["lab/Smith A/2024-01-01"]
+    assert [a.path for a in select(local, Selection(subjects=("Jones",))).set_aside] == ["lab/Jones/2020-01-01"]
