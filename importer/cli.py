@@ -18,6 +18,7 @@ from . import documents, render, report, runlog, shard, workflow
 from .cancel import Cancellation
 from .durations import parse_duration
 from .errors import ExitCode, ImportToolError, InputError
+from .metadata import MetadataPolicy
 from .private import check_writable, open_private_append, write_private
 from .progress import TqdmHandler
 from .render import plural
@@ -82,6 +83,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         if not ext or not kind:
             raise InputError(f"--data-type {item!r}: expected EXTENSION=TYPE, e.g. gcd=raw or mp4=video")
         types[ext.lower().lstrip(".")] = kind
+    reports = getattr(args, "reports", "none") == "auto"
+    if getattr(args, "reports_norm", None) and not reports:
+        raise InputError("--reports-norm needs --reports auto")
     return Settings(paths=tuple(args.paths), project=getattr(args, "project", None),
                     config=getattr(args, "config", None), state_dir=getattr(args, "state_dir", None),
                     on_conflict=ConflictPolicy(getattr(args, "on_conflict", "skip")), jobs=getattr(args, "jobs", 8),
@@ -91,7 +95,9 @@ def _settings(args: argparse.Namespace) -> Settings:
                                      _min_age(args)),
                     selection=Selection(tuple(args.include), tuple(args.exclude), tuple(args.subject)),
                     full=getattr(args, "full", False),
-                    recheck_after=parse_duration(getattr(args, "recheck_after", None) or "7d", "--recheck-after"))
+                    recheck_after=parse_duration(getattr(args, "recheck_after", None) or "7d", "--recheck-after"),
+                    reports=reports, reports_norm=getattr(args, "reports_norm", None),
+                    metadata_policy=MetadataPolicy(getattr(args, "metadata_policy", "fill-empty")))
 
 
 def _min_age(args: argparse.Namespace) -> float | None:
@@ -303,6 +309,15 @@ def _add_server_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--verify", action="store_true",
                          help="re-read every local file instead of trusting the size+mtime checksum cache, and ask "
                               "storage for the checksum of every compared server file")
+    command.add_argument("--reports", choices=["auto", "none"], default="none",
+                         help="auto: ask Moveshelf for its automatic interactive reports of each session this run "
+                              "creates or changes, once its data is applied (default: none)")
+    command.add_argument("--reports-norm", metavar="NAME",
+                         help="with --reports auto: make them with the project's norm of this name")
+    command.add_argument("--metadata-policy", choices=[p.value for p in MetadataPolicy], default="fill-empty",
+                         help="fill-empty: only fill empty fields (Moveshelf's rule); update-mine: also replace a "
+                              "value the server still holds as this tool last wrote it, keeping values a person "
+                              "changed (default: fill-empty)")
     snapshots = command.add_argument_group("snapshots", "a subject unchanged in the folders and on the server "
                                            "(its updated stamp) is planned from its last full read")
     snapshots.add_argument("--full", action="store_true", help="read every subject and folder again; trust no snapshot")

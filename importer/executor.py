@@ -81,7 +81,11 @@ class Executor:
         self._uploads: ThreadPoolExecutor | None = None
 
     def run(self) -> list[StepResult]:
-        """Apply every step it can; Ctrl-C stops starting new work and waits for the work under way."""
+        """Apply every step it can; Ctrl-C stops starting new work and waits for the work under way.
+
+        The plan's report requests are owed from the start, so a run that stops before making them (a failure,
+        a kill) leaves them for the next plan even though the sessions' data will then be unchanged."""
+        self.journal.owe_reports([str(s.target) for s in self.plan.steps if s.action is Action.CREATE_REPORTS])
         scheduler: Scheduler[Step] = Scheduler(self._dispatch, jobs=self.jobs, batch_size=BATCH_SIZE,
                                                group_of=group_of, cancel=self.client.cancel, fatal=(FatalError,),
                                                on_result=self.on_result)
@@ -149,12 +153,19 @@ class Executor:
                                   lambda answer: answer["patient"]["id"], existing)
 
     def _update_subjects(self, steps: list[Step]) -> dict[str, Outcome]:
+        """Send each subject's whole merged metadata, then remember each field it changed, as this tool's writing."""
         inputs = [{"patientId": self._id(s.target), "metadata": json.dumps(s.payload.metadata)} for s in steps]
         return self._updated(steps, queries.update_subjects(len(steps)), inputs)
 
-    def _updated(self, steps: list[Step], query: str, inputs: list[dict]) -> dict[str, Outcome]:
-        """Idempotent updates in one aliased request: each step's outcome."""
+    def _updated(self, steps: list[Step], query: str, inputs: list[dict], metadata: bool = True
+                 ) -> dict[str, Outcome]:
+        """Idempotent updates in one aliased request: each step's outcome. Of a metadata update the server
+        accepted, the journal remembers each field it changed, as this tool's writing (--metadata-policy)."""
         _, errors = self.client.call_aliased(query, queries.batch_variables(inputs))
+        for i, step in enumerate(steps):
+            if metadata and f"a{i}" not in errors:
+                self.journal.record_written(self._id(step.target),
+                                            {name: c["after"] for name, c in step.payload.changes.items()})
         return {s.id: Outcome(errors.get(f"a{i}")) for i, s in enumerate(steps)}
 
     def _create_sessions(self, steps: list[Step]) -> dict[str, Outcome]:
@@ -221,7 +232,7 @@ class Executor:
             options = trial_options(payload.base_options, payload.side, payload.representative, file_ids)
             inputs.append({"clipData": {"id": self._id(step.target), "metadata": {"title": payload.title},
                                         "customOptions": json.dumps(options)}})
-        return self._updated(steps, queries.update_trials(len(steps)), inputs)
+        return self._updated(steps, queries.update_trials(len(steps)), inputs, metadata=False)
 
     # -- files ------------------------------------------------------------------------------------------------
     def _upload_files(self, steps: list[Step]) -> dict[str, Outcome]:
@@ -309,6 +320,29 @@ class Executor:
         payload: st.RemoveRecord = step.payload
         self._delete_data(payload.data_id)
 
+    # -- interactive reports ---------------------------------------------------------------------------------
+    def _create_reports(self, steps: list[Step]) -> None:
+        """Ask Moveshelf for the session's automatic interactive reports. Not idempotent: after an ambiguous
+        failure, a report the session did not have before counts as the answer. Answered, the session's reports
+        are no longer owed (see `Journal.owe_reports`)."""
+        [step] = steps
+        payload: st.CreateReports = step.payload
+        session_id = self._id(step.target)
+        before = self._report_ids(session_id)
+
+        def create() -> bool:
+            answer = self.client.call(queries.CREATE_REPORTS, {"sessionId": session_id, "normId": payload.norm_id},
+                                      retry=False)["createAutomaticInteractiveReports"]
+            if not (answer and answer.get("ok")):
+                raise Rejected("Moveshelf did not make the automatic interactive reports (ok: false)")
+            return True
+
+        reconcile(self.client, create, lambda: True if self._report_ids(session_id) - before else None)
+        self.journal.reports_made(str(step.target))
+
+    def _report_ids(self, session_id: str) -> set[str]:
+        return {r["id"] for r in self.client.call(queries.REPORTS_OF_SESSION, {"id": session_id})["node"]["reports"]}
+
     HANDLERS: ClassVar[dict[Action, Callable[[Executor, list[Step]], dict[str, Outcome] | None]]] = {
         Action.CREATE_SUBJECT: _create_subjects,
         Action.UPDATE_SUBJECT_METADATA: _update_subjects,
@@ -319,5 +353,6 @@ class Executor:
         Action.REPLACE_FILE: _upload_files,
         Action.REMOVE_RECORD: _remove_record,
         Action.UPDATE_TRIAL_METADATA: _update_trials,
+        Action.CREATE_REPORTS: _create_reports,
     }
 

@@ -7,15 +7,21 @@ a run dies between the server's commit and the answer: the intent (trial, file n
 checksum, size, run) is written before the create mutation and the data id after it, and
 a record of that trial and name is this tool's. It records each PUT storage accepted.
 It also caches file checksums by (path, size, mtime) so unchanged files are not read again.
+It keeps each metadata value it wrote, by server object and field, so `--metadata-policy
+update-mine` can tell a value nobody touched since from one a person changed; and the
+sessions whose report request no run has seen answered, so a re-run asks again.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+from .model import Written
 from .private import create_private
 
 _SCHEMA = """
@@ -29,6 +35,9 @@ CREATE INDEX IF NOT EXISTS intent_by_data ON intent (data_id);
 CREATE TABLE IF NOT EXISTS stored (data_id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS checksum (
   path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, crc32c TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS written (
+  object_id TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (object_id, field));
+CREATE TABLE IF NOT EXISTS reports_owed (session TEXT PRIMARY KEY, at REAL NOT NULL);
 """
 
 
@@ -56,15 +65,20 @@ class Journal:
         """What a data record holds once Complete (its create mutation named this checksum)."""
         self._write("INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?, ?)", data_id, crc32c, size, target, time.time())
 
-    def content(self, data_ids: list[str]) -> dict[str, tuple[str, int]]:
-        found: dict[str, tuple[str, int]] = {}
+    def _rows_in(self, select: str, column: str, values: list[str]) -> list[tuple]:
+        """The rows of `select` whose `column` is one of `values`, asked 500 at a time (SQLite's limit on
+        parameters is lower than a large project's count of ids)."""
+        rows: list[tuple] = []
         with self._lock:
-            for start in range(0, len(data_ids), 500):
-                batch = data_ids[start:start + 500]
-                rows = self._db.execute(f"SELECT data_id, crc32c, size FROM content WHERE data_id IN "
-                                        f"({','.join('?' * len(batch))})", batch).fetchall()
-                found.update({row[0]: (row[1], row[2]) for row in rows})
-        return found
+            for start in range(0, len(values), 500):
+                batch = values[start:start + 500]
+                rows += self._db.execute(f"{select} WHERE {column} IN ({','.join('?' * len(batch))})",
+                                         batch).fetchall()
+        return rows
+
+    def content(self, data_ids: list[str]) -> dict[str, tuple[str, int]]:
+        rows = self._rows_in("SELECT data_id, crc32c, size FROM content", "data_id", data_ids)
+        return {row[0]: (row[1], row[2]) for row in rows}
 
     # -- what this tool created ------------------------------------------------------------------------
     def record_intents(self, intents: list[tuple[str, str, str, int, str]]) -> list[int]:
@@ -90,33 +104,17 @@ class Journal:
     def ownership(self, records: list[tuple[str, str, str]]) -> tuple[set[str], set[str]]:
         """Of (data id, trial id, file name) records: which this tool created, and which it has stored."""
         data_ids = sorted({r[0] for r in records})
-        trial_ids = sorted({r[1] for r in records})
-        by_data = self._found("SELECT data_id FROM intent WHERE data_id IN ({})", data_ids)
-        by_name = self._found("SELECT trial_id, name FROM intent WHERE trial_id IN ({})", trial_ids)
-        stored = self._found("SELECT data_id FROM stored WHERE data_id IN ({})", data_ids)
-        ours = {d for d, trial, name in records if (d,) in by_data or (trial, name) in by_name}
-        return ours, {d for d, _, _ in records if (d,) in stored}
-
-    def _found(self, sql: str, keys: list[str]) -> set[tuple]:
-        """The rows of `sql` (whose IN list is `{}`) for `keys`, read in batches."""
-        found: set[tuple] = set()
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                batch = keys[start:start + 500]
-                found.update(self._db.execute(sql.format(",".join("?" * len(batch))), batch).fetchall())
-        return found
+        by_data = {row[0] for row in self._rows_in("SELECT data_id FROM intent", "data_id", data_ids)}
+        by_name = set(self._rows_in("SELECT trial_id, name FROM intent", "trial_id", sorted({r[1] for r in records})))
+        stored = {row[0] for row in self._rows_in("SELECT data_id FROM stored", "data_id", data_ids)}
+        ours = {d for d, trial, name in records if d in by_data or (trial, name) in by_name}
+        return ours, {d for d, _, _ in records if d in stored}
 
     # -- file checksums -------------------------------------------------------------------------------
     def cached_checksums(self, paths: list[str]) -> dict[str, tuple[int, int, str]]:
-        """path -> (size, mtime_ns, crc32c) of every given path the cache holds, read in batches."""
-        found: dict[str, tuple[int, int, str]] = {}
-        with self._lock:
-            for start in range(0, len(paths), 500):
-                batch = paths[start:start + 500]
-                rows = self._db.execute(f"SELECT path, size, mtime_ns, crc32c FROM checksum WHERE path IN "
-                                        f"({','.join('?' * len(batch))})", batch).fetchall()
-                found.update({row[0]: (row[1], row[2], row[3]) for row in rows})
-        return found
+        """path -> (size, mtime_ns, crc32c) of every given path the cache holds."""
+        rows = self._rows_in("SELECT path, size, mtime_ns, crc32c FROM checksum", "path", paths)
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
     def store_checksums(self, rows: list[tuple[str, int, int, str]]) -> None:
         """(path, size, mtime_ns, crc32c) rows, in one transaction."""
@@ -126,3 +124,34 @@ class Journal:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO checksum VALUES (?, ?, ?, ?)", rows)
             self._db.execute("COMMIT")
+
+    # -- metadata this tool wrote ---------------------------------------------------------------------------
+    def record_written(self, object_id: str, fields: dict[str, Any]) -> None:
+        """After an update the server accepted: the value of each field it changed, as sent."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO written VALUES (?, ?, ?, ?)",
+                                 [(object_id, name, json.dumps(value), now) for name, value in fields.items()])
+
+    def written(self, object_ids: list[str]) -> dict[str, dict[str, Written]]:
+        """Object id -> field -> the value this tool last wrote there, and the (local) day it did."""
+        found: dict[str, dict[str, Written]] = {}
+        for object_id, name, value, at in self._rows_in("SELECT object_id, field, value, at FROM written",
+                                                        "object_id", object_ids):
+            found.setdefault(object_id, {})[name] = Written(json.loads(value), time.strftime("%Y-%m-%d",
+                                                                                             time.localtime(at)))
+        return found
+
+    # -- report requests --------------------------------------------------------------------------------------
+    def owe_reports(self, sessions: list[str]) -> None:
+        """Before a run: these sessions' reports are due until a request for them is answered."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO reports_owed VALUES (?, ?)", [(s, now) for s in sessions])
+
+    def reports_made(self, session: str) -> None:
+        self._write("DELETE FROM reports_owed WHERE session = ?", session)
+
+    def reports_owed(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(row[0] for row in self._db.execute("SELECT session FROM reports_owed"))

@@ -73,12 +73,33 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
+class Norm:
+    """A project's reference data (normal gait curves), which interactive reports compare a session against;
+    chosen by name on the command line, sent by id."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A metadata value this tool wrote to a server object, and the day: a server value still equal to it was
+    not changed by a person since."""
+
+    value: Any
+    on: str  # YYYY-MM-DD
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
-    """What the server does not say about its file records, from the journal and storage."""
+    """What the server does not say, from the journal and storage: about its file records, the metadata this tool
+    wrote, and report requests an earlier run did not see answered."""
 
     content: dict[str, tuple[str, int]] = field(default_factory=dict)  # data id -> (crc32c, size) it holds
     ours: frozenset[str] = frozenset()  # data ids of records this tool created
     stored: frozenset[str] = frozenset()  # data ids whose bytes storage accepted from this tool
+    written: dict[str, dict[str, Written]] = field(default_factory=dict)  # object id -> field -> last written
+    reports_owed: frozenset[str] = frozenset()  # session addresses whose report request is unanswered
 
 
 @dataclass(frozen=True, slots=True)

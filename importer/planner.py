@@ -1,4 +1,4 @@
-"""The planner: `diff(desired, actual, facts) -> Plan`, a pure function.
+"""The planner: `diff(desired, actual, facts[, policy, options]) -> Plan`, a pure function.
 
 The diff walks the desired and the actual tree in step, pairing objects at every level by
 one rule (`pairing.pair`). Each pair has three outcomes: only local (create or upload),
@@ -11,16 +11,33 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from . import metadata as md
 from . import render
 from .address import Address
-from .model import COMPLETE, DataFile, Facts, LocalTree, Session, Subject, Tree, Trial, key, session_path, trial_path
+from .metadata import MetadataPolicy
+from .model import (
+    COMPLETE,
+    DataFile,
+    Facts,
+    LocalTree,
+    Norm,
+    Session,
+    Subject,
+    Tree,
+    Trial,
+    Written,
+    key,
+    session_path,
+    trial_path,
+)
 from .pairing import FILE_KEYS, SESSION_KEYS, TRIAL_KEYS, match_subjects, pair
 from .steps import (
     Action,
     ConflictPolicy,
+    CreateReports,
     CreateSession,
     CreateSubject,
     CreateTrial,
@@ -49,13 +66,23 @@ def trial_options(base: dict[str, Any] | None, side: str | None, representative:
     return options
 
 
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    """What the run asks for beyond the conflict policy; the defaults are the tool's behaviour without options."""
+
+    reports: bool = False  # request automatic interactive reports for each session the plan creates or changes
+    norm: Norm | None = None  # the reference data those reports use
+    metadata: MetadataPolicy = MetadataPolicy.FILL_EMPTY
+
+
 # -- the diff ---------------------------------------------------------------------------------------------------
 class _Planner:
     """Accumulates steps while walking the two trees; used once per `diff` call."""
 
-    def __init__(self, facts: Facts, policy: ConflictPolicy) -> None:
+    def __init__(self, facts: Facts, policy: ConflictPolicy, options: PlanOptions) -> None:
         self.facts = facts
         self.policy = policy
+        self.options = options
         self.steps: list[Step] = []
         self.ids: dict[Address, str] = {}
         self.conflicts: list[dict[str, Any]] = []
@@ -88,7 +115,8 @@ class _Planner:
             if key(remote.name) != key(subject.name):
                 self.warnings.append(f"{target}: matched by MRN {subject.mrn!r} to the server's subject "
                                      f"{remote.name!r}, whose name is kept")
-        change = md.subject_change(remote.metadata if remote else None, subject.metadata)
+        change = md.subject_change(remote.metadata if remote else None, subject.metadata, self.options.metadata,
+                                   self.written(remote))
         if change.changed:
             self.add(Action.UPDATE_SUBJECT_METADATA, target, [created],
                      UpdateSubjectMetadata(change.changes, change.kept, change.merged))
@@ -104,6 +132,10 @@ class _Planner:
         for session in sessions.server_only:
             self.on_server_only(target.child(session.name))
 
+    def written(self, remote: Subject | Session | None) -> dict[str, Written]:
+        """What this tool last wrote to the server object's metadata, field by field."""
+        return self.facts.written.get(remote.remote_id or "", {}) if remote else {}
+
     def kept(self, target: Address, change: md.MetadataChange) -> None:
         """A field the folders would change but the server keeps: said with both values, as no step shows it."""
         self.warnings.append(f"{target}: " + "; ".join(render.kept(name, v) for name, v in change.kept.items()))
@@ -111,6 +143,7 @@ class _Planner:
     def session(self, session: Session, target: Address, server_name: str, remote: Session | None,
                 parent_step: str | None) -> None:
         path = remote.remote_path if remote else session_path(server_name, session.name)
+        first = len(self.steps)
         created = None
         set_date = None
         if remote is None:
@@ -123,7 +156,8 @@ class _Planner:
             elif session.date and remote.date != session.date:
                 self.warnings.append(f"{target}: the server's date {remote.date} is kept (the folder says "
                                      f"{session.date})")
-        change = md.session_change(remote.metadata if remote else None, session.metadata)
+        change = md.session_change(remote.metadata if remote else None, session.metadata, self.options.metadata,
+                                   self.written(remote))
         stored = {**((remote.stored_metadata or {}) if remote else {}), "metadata": change.merged}
         if change.changed or set_date:
             self.add(Action.UPDATE_SESSION_METADATA, target, [created], UpdateSessionMetadata(
@@ -140,6 +174,21 @@ class _Planner:
                 self.trial(trial, address, path, next(iter(found), None), created)
         for trial in trials.server_only:
             self.on_server_only(target.trial_of(trial.condition, trial.name))
+        self.reports(target, remote, self.steps[first:])
+
+    def reports(self, target: Address, remote: Session | None, steps: list[Step]) -> None:
+        """Ask for the session's automatic reports after every change this plan makes to it (removing a leftover
+        record changes no data); for an unchanged session, only when an earlier run's request went unanswered."""
+        if not self.options.reports:
+            return
+        after = [s.id for s in steps if s.action is not Action.REMOVE_RECORD]
+        owed = remote is not None and str(target) in self.facts.reports_owed
+        if not (after or owed):
+            return
+        norm = self.options.norm
+        self.add(Action.CREATE_REPORTS, target, after, CreateReports(norm.id if norm else None,
+                                                                     norm.name if norm else None),
+                 "" if after else "an earlier run's request was not answered")
 
     def trial(self, trial: Trial, target: Address, session_project_path: str, remote: Trial | None,
               parent_step: str | None) -> None:
@@ -230,9 +279,9 @@ class _Planner:
 
 
 def diff(local: LocalTree, actual: Tree, facts: Facts, project: str,
-         policy: ConflictPolicy = ConflictPolicy.SKIP) -> Plan:
+         policy: ConflictPolicy = ConflictPolicy.SKIP, options: PlanOptions = PlanOptions()) -> Plan:
     """The steps that make the server hold what the folders hold. Pure: no I/O, no clock."""
-    planner = _Planner(facts, policy)
+    planner = _Planner(facts, policy, options)
     matched, problems = match_subjects(local.tree.subjects, actual.subjects)
     for subject in local.tree.subjects:
         planner.subject(subject, matched.get(id(subject)), problems.get(id(subject)))

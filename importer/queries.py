@@ -74,3 +74,10 @@ def update_trials(count: int) -> str:
 
 
 DELETE_DATA = """mutation deleteAdditionalData($id: ID!) { deleteAdditionalData(id: $id) { ok } }"""
+
+NORMS = """query norms($id: ID!) { node(id: $id) { ... on Project { norms { id name } } } }"""
+
+REPORTS_OF_SESSION = """query reports($id: ID!) { node(id: $id) { ... on Session { reports { id } } } }"""
+
+CREATE_REPORTS = """mutation CreateAutomaticInteractiveReports($sessionId: ID!, $normId: String) {
+  createAutomaticInteractiveReports(sessionId: $sessionId, normId: $normId) { ok } }"""

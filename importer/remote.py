@@ -7,6 +7,7 @@ several requests at once. Never a query per trial or per file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from .client import Client
 from .config import unreachable
 from .errors import FatalError
 from .journal import Journal
-from .model import COMPLETE, DataFile, Facts, LocalTree, Session, Subject, Tree, Trial, key
+from .model import COMPLETE, DataFile, Facts, LocalTree, Norm, Session, Subject, Tree, Trial, key
 from .pairing import match_subjects
 
 SUBJECTS_PER_REQUEST = 25
@@ -44,6 +45,18 @@ def find_project(client: Client, name: str) -> Project:
     visible = ", ".join(sorted(p["name"] for p in projects)) or "none"
     raise FatalError(f"project {name!r} is not visible with this API key (visible: {visible})",
                      "pass --project with one of the names above, exactly as written")
+
+
+def find_norm(client: Client, project: Project, name: str) -> Norm:
+    """The project's first norm of that name, or a fatal error listing the ones it has: asked before anything is
+    written, so a misspelt norm never leaves sessions imported without their reports."""
+    norms = client.call(queries.NORMS, {"id": project.id})["node"]["norms"] or []
+    found = next((n for n in norms if n.get("name") == name), None)
+    if found is None:
+        known = ", ".join(sorted({str(n.get("name")) for n in norms})) or "none"
+        raise FatalError(f"project {project.name!r} has no norm named {name!r} (norms: {known})",
+                         "pass --reports-norm with one of the names above, or leave it out for reports without one")
+    return Norm(found["id"], name)
 
 
 def _loads(text: str | None) -> Any:
@@ -148,3 +161,10 @@ def gather_facts(client: Client, journal: Journal, local: LocalTree, actual: Tre
         list(pool.map(probe, unknown))
     ours, stored = journal.ownership([(f.remote_id, t.remote_id, key(f.name)) for t, f in records])
     return Facts({**recorded, **content}, frozenset(ours), frozenset(stored))
+
+
+def journal_facts(journal: Journal, actual: Tree, facts: Facts) -> Facts:
+    """The facts with what the journal knows of metadata and reports: the values this tool last wrote to each
+    server subject and session, and the sessions whose report request went unanswered."""
+    ids = [i for s in actual.subjects for i in (s.remote_id, *(se.remote_id for se in s.sessions)) if i]
+    return dataclasses.replace(facts, written=journal.written(ids), reports_owed=journal.reports_owed())

@@ -35,14 +35,19 @@ def value(data: Any, limit: int = SHORT) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _why(entry: dict[str, Any]) -> str:
+    return f" ({entry['why']})" if entry.get("why") else ""
+
+
 def kept(name: str, values: dict[str, Any]) -> str:
-    """A field the server keeps because it already has another value; both values shown."""
-    return f"server keeps {name} {value(values['server'])} (folders say {value(values['local'])})"
+    """A field the server keeps because it already has another value; both values shown, and why if known."""
+    why = f"; {values['why']}" if values.get("why") else ""
+    return f"server keeps {name} {value(values['server'])} (folders say {value(values['local'])}{why})"
 
 
 def _metadata_lines(payload: st.UpdateSubjectMetadata | st.UpdateSessionMetadata) -> list[str]:
-    """One line per field the step fills, and one per field the server keeps."""
-    return ([f"{name}: {value(c['before'])} → {value(c['after'])}" for name, c in payload.changes.items()]
+    """One line per field the step fills or corrects (with why it is safe), and one per field the server keeps."""
+    return ([f"{name}: {value(c['before'])} → {value(c['after'])}{_why(c)}" for name, c in payload.changes.items()]
             + [kept(name, values) for name, values in payload.kept.items()])
 
 
@@ -66,7 +71,14 @@ def _label(step: Step) -> str:
             options = [f"side {side}"] if side else []
             options += [f"representative {','.join(representative)}"] if representative else []
             return "options: " + ", ".join(options)
+        case st.CreateReports(norm_name=norm):
+            return "automatic interactive reports" + (f" (norm {norm})" if norm else "")
     raise AssertionError(step.action)
+
+
+def _about_itself(step: Step) -> bool:
+    """A step that acts on an object already shown (an update, a report request) reads one level under it."""
+    return step.action.value.startswith("update_") or step.action is Action.CREATE_REPORTS
 
 
 def _name(address: Address) -> str:
@@ -81,7 +93,7 @@ def _context(step: Step, shown: set[Address], lines: list[str]) -> None:
     chain = [Address(target.subject), target.session_address, target.parent, target]
     for address in dict.fromkeys(a for a in chain if a is not None):
         is_target = address == target
-        if address in shown or (is_target and not step.action.value.startswith("update_")):
+        if address in shown or (is_target and not _about_itself(step)):
             continue
         shown.add(address)
         lines.append(f"{'    ' * _INDENT[address.kind]}  {address.kind} {_name(address)}")
@@ -97,7 +109,7 @@ def _details(step: Step) -> list[str]:
 
 def _step_lines(step: Step) -> list[str]:
     reason = f"  [{step.reason}]" if step.reason else ""
-    level = _INDENT[step.target.kind] + step.action.value.startswith("update_")
+    level = _INDENT[step.target.kind] + _about_itself(step)
     return [f"{'    ' * level}{step.action.sigil:>3} {_label(step)}{reason}",
             *(f"{'    ' * level}      {line}" for line in _details(step))]
 
@@ -145,10 +157,11 @@ def summary_line(plan: Plan) -> str:
     creates = [plural(s[a], noun) for a, noun in (("create_subject", "subject"), ("create_session", "session"),
                                                   ("create_trial", "trial")) if s[a]]
     updates = sum(s[a.value] for a in Action if a.value.startswith("update_"))
-    removes = f", {plural(s['remove_record'], 'stale record')} to remove" if s["remove_record"] else ""
+    extras = f", {plural(s['remove_record'], 'stale record')} to remove" if s["remove_record"] else ""
+    extras += f", {plural(s['create_reports'], 'report request')}" if s["create_reports"] else ""
     return (f"Plan: {plural(s['changes'], 'change')}: {', '.join(creates) or 'nothing'} to create, "
             f"{plural(s['upload_file'], 'file')} to upload and {s['replace_file']} to replace "
-            f"({size(s['bytes_to_upload'])}), {plural(updates, 'metadata update')}{removes}; {s['unmapped']} unmapped, "
+            f"({size(s['bytes_to_upload'])}), {plural(updates, 'metadata update')}{extras}; {s['unmapped']} unmapped, "
             f"{plural(s['conflicts'], 'conflict')}, {s['server_only']} on the server only"
             + "".join(f", {s[k]} {label}" for k, label in (("set_aside", "set aside"), ("deferred", "deferred"))
                       if s[k]) + ".")

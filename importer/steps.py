@@ -28,6 +28,7 @@ class Action(enum.Enum):
     REPLACE_FILE = "replace_file"
     REMOVE_RECORD = "remove_record"
     UPDATE_TRIAL_METADATA = "update_trial_metadata"
+    CREATE_REPORTS = "create_reports"
 
     @property
     def sigil(self) -> str:
@@ -132,13 +133,23 @@ class UpdateTrialMetadata:
     side_files: tuple[Address, ...] = _addresses()
 
 
+@dataclass(frozen=True, slots=True)
+class CreateReports:
+    """Moveshelf's automatic interactive reports of a session, asked for once its data is applied, so they are
+    made from the trials this run imported; with the norm (reference data) the run named, if any."""
+
+    norm_id: str | None = None
+    norm_name: str | None = None
+
+
 Payload = (CreateSubject | UpdateSubjectMetadata | CreateSession | UpdateSessionMetadata | CreateTrial | UploadFile
-           | RemoveRecord | UpdateTrialMetadata)
+           | RemoveRecord | UpdateTrialMetadata | CreateReports)
 PAYLOADS: dict[Action, type] = {
     Action.CREATE_SUBJECT: CreateSubject, Action.UPDATE_SUBJECT_METADATA: UpdateSubjectMetadata,
     Action.CREATE_SESSION: CreateSession, Action.UPDATE_SESSION_METADATA: UpdateSessionMetadata,
     Action.CREATE_TRIAL: CreateTrial, Action.UPLOAD_FILE: UploadFile, Action.REPLACE_FILE: UploadFile,
     Action.REMOVE_RECORD: RemoveRecord, Action.UPDATE_TRIAL_METADATA: UpdateTrialMetadata,
+    Action.CREATE_REPORTS: CreateReports,
 }
 
 

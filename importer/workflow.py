@@ -22,11 +22,12 @@ from .config import load_connection, project_name
 from .errors import FatalError, ImportToolError, InputError
 from .executor import Executor
 from .journal import Journal
+from .metadata import MetadataPolicy
 from .model import LocalTree, Subject, Tree
 from .pairing import match_subjects
-from .planner import approve, diff
+from .planner import PlanOptions, approve, diff
 from .progress import Progress
-from .remote import Project, find_project, gather_facts, read_state, read_trees
+from .remote import Project, find_norm, find_project, gather_facts, journal_facts, read_state, read_trees
 from .render import plural
 from .scan import ScanOptions, scan
 from .scheduler import Result, Status
@@ -53,6 +54,9 @@ class Settings:
     shard: tuple[int, int] | None = None
     scan: ScanOptions = field(default_factory=ScanOptions)
     selection: Selection = field(default_factory=Selection)
+    reports: bool = False  # request automatic interactive reports for sessions the run creates or changes
+    reports_norm: str | None = None  # by the project's norm of this name
+    metadata_policy: MetadataPolicy = MetadataPolicy.FILL_EMPTY
     full: bool = False  # read every subject from the server, use no snapshot
     recheck_after: float = DEFAULT_RECHECK_AFTER  # seconds after which a snapshot is read in full again
     now: float | None = None  # the time snapshots' ages count from (None: the clock)
@@ -124,13 +128,15 @@ def connect(settings: Settings, cancel: Cancellation | None = None, snapshots: S
 
 def make_plan(settings: Settings, context: Context, local: LocalTree) -> Plan:
     """Measure the files, read the server (subjects unchanged on both sides from their snapshots), and diff."""
+    options = plan_options(settings, context)
     snapshots = context.snapshots
     local = checksum.fill(local, context.journal, jobs=min(settings.jobs, 4), verify=settings.verify)
     actual = read_state(context.client, context.project, local.tree, settings.jobs,
                         snapshots.recall_tree if snapshots and not settings.verify else None)
     settled = frozenset(snapshots.reused) if snapshots else frozenset()
     facts = gather_facts(context.client, context.journal, local, actual, settings.jobs, settings.verify, settled)
-    the_plan = diff(local, actual, facts, context.project.name, settings.on_conflict)
+    facts = journal_facts(context.journal, actual, facts)
+    the_plan = diff(local, actual, facts, context.project.name, settings.on_conflict, options)
     if snapshots is None:
         return the_plan
     snapshots.settle(local)
@@ -143,6 +149,13 @@ def pairs(local: Tree, actual: Tree) -> list[tuple[Subject, Subject]]:
     """(local, server) subjects the planner pairs."""
     matched = match_subjects(local.subjects, actual.subjects)[0]
     return [(s, matched[id(s)]) for s in local.subjects if id(s) in matched]
+
+
+def plan_options(settings: Settings, context: Context) -> PlanOptions:
+    """The planner's options; a named norm is looked up on the server, only when reports are asked for."""
+    norm = (find_norm(context.client, context.project, settings.reports_norm)
+            if settings.reports and settings.reports_norm else None)
+    return PlanOptions(settings.reports, norm, settings.metadata_policy)
 
 
 def _checked(settings: Settings, context: Context, local: LocalTree, saved: Plan | None

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from moveshelf_api.api import MoveshelfApi
 
-from importer.metadata import merge, merge_subject, session_change, subject_change
+from importer.metadata import MetadataPolicy, merge, merge_subject, session_change, subject_change
+from importer.model import Written
 
 KEYS = st.sampled_from(["a", "b", "c", "leg"])
 TEXT = st.sampled_from(["", "x", "y"])
@@ -61,3 +62,17 @@ def test_merging_twice_changes_nothing_more(existing, imported):
     once = merge(existing, imported)
     assert merge(once, imported) == once
     assert not session_change(once, imported).changed
+
+
+@given(METADATA, METADATA)
+def test_update_mine_without_anything_written_is_fill_empty(existing, imported):
+    mine = session_change(existing, imported, MetadataPolicy.UPDATE_MINE, {})
+    assert mine.merged == session_change(existing, imported).merged
+
+
+@given(METADATA, METADATA)
+def test_update_mine_over_values_all_written_by_this_tool_takes_the_folders(existing, imported):
+    written = {name: Written(value, "2026-11-20") for name, value in existing.items()}
+    merged = session_change(existing, imported, MetadataPolicy.UPDATE_MINE, written).merged
+    assert {name: merged[name] for name in imported} == imported
+    assert not session_change(merged, imported, MetadataPolicy.UPDATE_MINE, written).changed

@@ -11,8 +11,9 @@ import jsonschema
 import pytest
 
 from importer.address import Address
-from importer.model import DataFile, Facts, LocalTree, Session, Subject, Tree, Trial, Unmapped
-from importer.planner import diff
+from importer.metadata import MetadataPolicy
+from importer.model import DataFile, Facts, LocalTree, Norm, Session, Subject, Tree, Trial, Unmapped, Written
+from importer.planner import PlanOptions, diff
 from importer.render import plan_text
 from importer.steps import Action, ConflictPolicy, from_json, to_json
 
@@ -233,3 +234,85 @@ def test_objects_only_on_the_server_are_kept_in_the_plan_and_counted():
     assert sorted((o["kind"], o["target"]) for o in plan.server_only) == [
         ("file", "/Ann/2025-01-02/Barefoot/Walk01/Old.c3d"), ("trial", "/Ann/2025-01-02/Barefoot/Walk09")]
     assert plan.summary["server_only"] == 2
+
+
+# -- interactive reports -----------------------------------------------------------------------------------------
+REPORTS = PlanOptions(reports=True)
+
+
+def test_a_new_session_gets_one_report_request_after_all_its_steps():
+    plan = diff(desired(local_file("Walk01.c3d"), side="left"), Tree(), Facts(), "org/p",
+                options=PlanOptions(reports=True, norm=Norm("N1", "TD children")))
+    *data, last = plan.steps
+    assert last.action is Action.CREATE_REPORTS and str(last.target) == "/Ann/2025-01-02"
+    assert set(last.depends_on) == {s.id for s in data if s.target.session_address == last.target}
+    assert (last.payload.norm_id, last.payload.norm_name) == ("N1", "TD children")
+    assert "+ automatic interactive reports (norm TD children)" in plan_text(plan)
+    assert plan.summary["create_reports"] == 1 and "1 report request" in plan_text(plan)
+    assert from_json(json.loads(json.dumps(to_json(plan)))) == plan
+
+
+def test_reports_only_for_changed_sessions_and_only_when_asked():
+    unchanged = (desired(local_file("Walk01.c3d", "crc1")), actual(remote_file("Walk01.c3d", "D1")),
+                 Facts({"D1": ("crc1", 10)}), "org/p")
+    assert diff(*unchanged, options=REPORTS).steps == ()
+    changed = (desired(local_file("Walk01.c3d", "crc1"), local_file("Walk01.GCD")),) + unchanged[1:]
+    assert [s.action for s in diff(*changed, options=REPORTS).steps] == [Action.UPLOAD_FILE, Action.CREATE_REPORTS]
+    assert [s.action for s in diff(*changed).steps] == [Action.UPLOAD_FILE]
+
+
+def test_removing_a_leftover_record_alone_asks_for_no_reports():
+    records = (remote_file("Walk01.c3d", "D1"), remote_file("Walk01.c3d", "D2", status="Processing"))
+    plan = diff(desired(local_file("Walk01.c3d", "crc1")), actual(*records),
+                Facts({"D1": ("crc1", 10)}, ours=frozenset({"D1", "D2"})), "org/p", options=REPORTS)
+    assert [s.action for s in plan.steps] == [Action.REMOVE_RECORD]
+
+
+def test_an_unchanged_session_whose_request_went_unanswered_asks_again():
+    facts = Facts({"D1": ("crc1", 10)}, reports_owed=frozenset({"/Ann/2025-01-02"}))
+    plan = diff(desired(local_file("Walk01.c3d", "crc1")), actual(remote_file("Walk01.c3d", "D1")), facts, "org/p",
+                options=REPORTS)
+    [step] = plan.steps
+    assert step.action is Action.CREATE_REPORTS and step.depends_on == () and "not answered" in step.reason
+
+
+# -- metadata corrections ----------------------------------------------------------------------------------------
+MINE = PlanOptions(metadata=MetadataPolicy.UPDATE_MINE)
+
+
+def corrected(server: dict, folder: dict, written: dict, options: PlanOptions = MINE):
+    """The plan of one existing subject whose metadata differs; `written`: what this tool last wrote to it."""
+    local = desired(local_file("Walk01.c3d", "crc1"))
+    local = dataclasses.replace(local, tree=Tree((dataclasses.replace(local.tree.subjects[0], metadata=folder),)))
+    remote = actual(remote_file("Walk01.c3d", "D1"))
+    remote = Tree((dataclasses.replace(remote.subjects[0], metadata=server),))
+    return diff(local, remote, Facts({"D1": ("crc1", 10)}, written={"P1": written}), "org/p", options=options)
+
+
+def test_update_mine_replaces_what_this_tool_wrote_and_keeps_what_a_person_changed():
+    server = {"ehr-id": "42", "last": "Jansen", "first": "Sammy", "sex": "M"}
+    folder = {"ehr-id": "42", "last": "Janssen", "first": "Samuel", "sex": "F"}
+    written = {"last": Written("Jansen", "2026-11-20"), "first": Written("Sam", "2026-11-20")}
+    [step] = corrected(server, folder, written).steps
+    assert step.payload.metadata == {"ehr-id": "42", "last": "Janssen", "first": "Sammy", "sex": "M"}
+    assert step.payload.changes == {"last": {"before": "Jansen", "after": "Janssen",
+                                             "why": "written by this import on 2026-11-20, unchanged since"}}
+    assert step.payload.kept["first"]["why"] == "changed on the server since this import wrote it on 2026-11-20"
+    assert step.payload.kept["sex"]["why"] == "not written by this import"
+    text = plan_text(corrected(server, folder, written))
+    assert 'last: "Jansen" → "Janssen" (written by this import on 2026-11-20, unchanged since)' in text
+    assert corrected(server, folder, written, PlanOptions()).steps == (), "fill-empty keeps every filled value"
+
+
+def test_update_mine_takes_interventions_as_one_list():
+    ours, theirs = [{"id": 0, "surgeon": "A"}], [{"id": 0, "surgeon": "A"}, {"id": 1, "surgeon": "P"}]
+    folder = {"ehr-id": "42", "first": "A", "interventions": [{"id": 0, "surgeon": "B"}]}
+    written = {"interventions": Written(ours, "2026-11-20")}
+    [step] = corrected({"ehr-id": "42", "first": "A", "interventions": ours}, folder, written).steps
+    assert step.payload.metadata["interventions"] == [{"id": 0, "surgeon": "B"}]
+    assert "unchanged since" in step.payload.changes["interventions"]["why"]
+    kept = corrected({"ehr-id": "42", "first": "A", "interventions": theirs}, folder, written)
+    assert kept.steps == () and "server keeps interventions" in kept.warnings[0]
+    assert "changed on the server since" in kept.warnings[0]
+    replaced = corrected({"ehr-id": "42", "first": "A", "interventions": theirs}, folder, written, PlanOptions())
+    assert replaced.steps[0].payload.metadata["interventions"] == folder["interventions"], "fill-empty replaces"
