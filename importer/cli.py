@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import logging
-import os
 import signal
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from . import documents, render, report, runlog, shard, workflow
 from .cancel import Cancellation
+from .config import project_name
 from .durations import parse_duration
 from .errors import ExitCode, ImportToolError, InputError
 from .metadata import MetadataPolicy
@@ -201,7 +201,7 @@ def _stopped(args: argparse.Namespace, error: BaseException, started: float) -> 
     message = scrub(str(error)) or outcome
     SUMMARY.error(f"run {outcome}: {' '.join(message.split())}")  # one line: log readers grep by line
     if args.report:
-        project = args.project or os.environ.get("MOVESHELF_PROJECT") or "(unknown)"
+        project = project_name(args.project, "(unknown)")
         write_private(args.report, render.as_json(report.stopped(project, outcome, message, started, time.time())))
 
 

@@ -155,18 +155,21 @@ class Executor:
     def _update_subjects(self, steps: list[Step]) -> dict[str, Outcome]:
         """Send each subject's whole merged metadata, then remember each field it changed, as this tool's writing."""
         inputs = [{"patientId": self._id(s.target), "metadata": json.dumps(s.payload.metadata)} for s in steps]
-        return self._updated(steps, queries.update_subjects(len(steps)), inputs)
+        return self._remember_written(steps, self._updated(steps, queries.update_subjects(len(steps)), inputs))
 
-    def _updated(self, steps: list[Step], query: str, inputs: list[dict], metadata: bool = True
-                 ) -> dict[str, Outcome]:
-        """Idempotent updates in one aliased request: each step's outcome. Of a metadata update the server
-        accepted, the journal remembers each field it changed, as this tool's writing (--metadata-policy)."""
+    def _updated(self, steps: list[Step], query: str, inputs: list[dict]) -> dict[str, Outcome]:
+        """Idempotent updates in one aliased request: each step's outcome."""
         _, errors = self.client.call_aliased(query, queries.batch_variables(inputs))
-        for i, step in enumerate(steps):
-            if metadata and f"a{i}" not in errors:
+        return {s.id: Outcome(errors.get(f"a{i}")) for i, s in enumerate(steps)}
+
+    def _remember_written(self, steps: list[Step], outcomes: dict[str, Outcome]) -> dict[str, Outcome]:
+        """Of each metadata update the server accepted, the journal remembers each field it changed, as this
+        tool's writing (--metadata-policy update-mine)."""
+        for step in steps:
+            if outcomes[step.id].error is None:
                 self.journal.record_written(self._id(step.target),
                                             {name: c["after"] for name, c in step.payload.changes.items()})
-        return {s.id: Outcome(errors.get(f"a{i}")) for i, s in enumerate(steps)}
+        return outcomes
 
     def _create_sessions(self, steps: list[Step]) -> dict[str, Outcome]:
         """New sessions of any subjects in one request (aliased createSession)."""
@@ -190,7 +193,7 @@ class Executor:
     def _update_sessions(self, steps: list[Step]) -> dict[str, Outcome]:
         inputs = [{"sessionId": self._id(s.target), "sessionName": s.payload.name,
                    "sessionMetadata": json.dumps(s.payload.stored), "sessionDate": s.payload.date} for s in steps]
-        return self._updated(steps, queries.update_sessions(len(steps)), inputs)
+        return self._remember_written(steps, self._updated(steps, queries.update_sessions(len(steps)), inputs))
 
     # -- trials ---------------------------------------------------------------------------------------------
     def _create_trials(self, steps: list[Step]) -> None:
@@ -232,7 +235,7 @@ class Executor:
             options = trial_options(payload.base_options, payload.side, payload.representative, file_ids)
             inputs.append({"clipData": {"id": self._id(step.target), "metadata": {"title": payload.title},
                                         "customOptions": json.dumps(options)}})
-        return self._updated(steps, queries.update_trials(len(steps)), inputs, metadata=False)
+        return self._updated(steps, queries.update_trials(len(steps)), inputs)
 
     # -- files ------------------------------------------------------------------------------------------------
     def _upload_files(self, steps: list[Step]) -> dict[str, Outcome]:

@@ -70,11 +70,7 @@ def build(plan: Plan, results: list[StepResult], started: float, finished: float
 def stopped(project: str, outcome: str, message: str, started: float, finished: float) -> dict[str, Any]:
     """The report of a run that ended before it applied anything (invalid input, lock held, unreachable, key
     refused, interrupted while planning), so the report file never keeps an older night's content."""
-    return {"format": FORMAT, "version": VERSION, "project": project, "roots": [], "outcome": outcome,
-            "fatal": message, "started": timestamp(started), "finished": timestamp(finished),
-            "summary": {"steps": 0, **dict.fromkeys(COUNTS, 0), "bytes": 0, "bytes_sent": 0,
-                        "seconds": round(finished - started, 3)},
-            "steps": [], "conflicts": [], "unmapped": [], "set_aside": [], "deferred": []}
+    return {**build(Plan(project=project), [], started, finished, fatal=message), "outcome": outcome}
 
 
 def load(path: Path) -> dict[str, Any]:
