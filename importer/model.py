@@ -91,6 +91,16 @@ class Written:
 
 
 @dataclass(frozen=True, slots=True)
+class Fragment:
+    """What the diff made of a subject that needed no step: while neither its folders nor the server's subject
+    change, the next plan repeats it instead of reading, scanning and diffing the subject again."""
+
+    conflicts: tuple[dict[str, Any], ...] = ()
+    server_only: tuple[dict[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     """What the server does not say, from the journal and storage: about its file records, the metadata this tool
     wrote, and report requests an earlier run did not see answered."""
@@ -100,6 +110,7 @@ class Facts:
     stored: frozenset[str] = frozenset()  # data ids whose bytes storage accepted from this tool
     written: dict[str, dict[str, Written]] = field(default_factory=dict)  # object id -> field -> last written
     reports_owed: frozenset[str] = frozenset()  # session addresses whose report request is unanswered
+    fragments: dict[str, Fragment] = field(default_factory=dict)  # server subject id -> its settled plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +154,7 @@ class LocalTree:
     warnings: tuple[str, ...] = ()
     set_aside: tuple[SetAside, ...] = ()
     deferred: tuple[Deferred, ...] = ()
+    settled: frozenset[str] = frozenset()  # subject folders unchanged since their snapshot: sessions not loaded
 
 
 def path_key(project_path: str) -> str:

@@ -22,6 +22,7 @@ from .model import (
     COMPLETE,
     DataFile,
     Facts,
+    Fragment,
     LocalTree,
     Norm,
     Session,
@@ -88,6 +89,7 @@ class _Planner:
         self.conflicts: list[dict[str, Any]] = []
         self.server_only: list[dict[str, str]] = []
         self.warnings: list[str] = []
+        self.fragments: dict[str, Fragment] = {}
 
     def add(self, action: Action, target: Address, after: list[str | None], payload: Payload,
             reason: str = "") -> str:
@@ -100,6 +102,24 @@ class _Planner:
 
     def on_server_only(self, target: Address) -> None:
         self.server_only.append({"target": str(target), "kind": target.kind})
+
+    def planned(self, subject: Subject, remote: Subject | None, problem: str | None) -> None:
+        """The subject diffed; its fragment kept when it needs no step."""
+        steps, conflicts, server_only, warnings = (len(self.steps), len(self.conflicts), len(self.server_only),
+                                                   len(self.warnings))
+        self.subject(subject, remote, problem)
+        if remote is not None and remote.remote_id and not problem and len(self.steps) == steps:
+            self.fragments[remote.remote_id] = Fragment(tuple(self.conflicts[conflicts:]),
+                                                        tuple(self.server_only[server_only:]),
+                                                        tuple(self.warnings[warnings:]))
+
+    def settled(self, subject: Subject, remote_id: str, fragment: Fragment) -> None:
+        """A subject unchanged on both sides since its last plan needed no step: that plan's fragment again."""
+        self.ids[Address(subject.name)] = remote_id
+        self.conflicts += fragment.conflicts
+        self.server_only += fragment.server_only
+        self.warnings += fragment.warnings
+        self.fragments[remote_id] = fragment
 
     def subject(self, subject: Subject, remote: Subject | None, problem: str | None) -> None:
         target = Address(subject.name)
@@ -284,13 +304,18 @@ def diff(local: LocalTree, actual: Tree, facts: Facts, project: str,
     planner = _Planner(facts, policy, options)
     matched, problems = match_subjects(local.tree.subjects, actual.subjects)
     for subject in local.tree.subjects:
-        planner.subject(subject, matched.get(id(subject)), problems.get(id(subject)))
+        remote, problem = matched.get(id(subject)), problems.get(id(subject))
+        if subject.source in local.settled and remote is not None and not problem:
+            planner.settled(subject, remote.remote_id or "", facts.fragments[remote.remote_id or ""])
+        else:
+            planner.planned(subject, remote, problem)
     return Plan(project=project, steps=tuple(planner.steps), ids=planner.ids,
                 unmapped=tuple({"path": u.path, "reason": u.reason} for u in local.unmapped),
                 conflicts=tuple(planner.conflicts), server_only=tuple(planner.server_only),
                 set_aside=tuple({"path": a.path, "problems": list(a.problems)} for a in local.set_aside),
                 deferred=tuple({"path": d.path, "reason": d.reason} for d in local.deferred),
-                warnings=tuple([*local.warnings, *planner.warnings]), roots=local.roots, paths=local.paths)
+                warnings=tuple([*local.warnings, *planner.warnings]), roots=local.roots, paths=local.paths,
+                fragments=planner.fragments)
 
 
 def _same(saved: Step, fresh: Step | None) -> bool:

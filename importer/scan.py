@@ -6,6 +6,7 @@ Scanning only lists and reads small config files; checksums are filled in afterw
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -72,12 +73,27 @@ class Remembered:
     unmapped: tuple[Unmapped, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A subject whose session folders are all unchanged since an earlier run: its identity, and what its scan
+    said; its sessions stay in the `Memory` unless the plan needs them."""
+
+    subject: Subject  # without sessions
+    warnings: tuple[str, ...] = ()
+    unmapped: tuple[Unmapped, ...] = ()
+
+
 class Memory(Protocol):
-    """The scan results of earlier runs (`snapshot.Snapshots`): a folder unchanged since is not scanned again."""
+    """The scan results of earlier runs (`snapshot.Snapshots`): a folder unchanged since is not scanned again, and
+    a subject folder whose session folders are all unchanged is not even read."""
 
     def recall(self, place: SessionPlace) -> Remembered | None: ...
 
     def remember(self, place: SessionPlace, scanned: Remembered) -> None: ...
+
+    def settled(self, folder: Path, places: list[SessionPlace]) -> Settled | None: ...
+
+    def remember_subject(self, places: list[SessionPlace], settled: Settled) -> None: ...
 
 
 def extension(name: str) -> str:
@@ -342,6 +358,8 @@ class _Scanned:
     session: Session
     config: SessionConfig | None
     problems: tuple[Problem, ...]
+    warnings: tuple[str, ...] = ()
+    unmapped: tuple[Unmapped, ...] = ()
 
 
 def _newest_change(folder: Path) -> float:
@@ -377,51 +395,80 @@ def _defer(found: list[_SessionFolder], options: ScanOptions) -> tuple[list[_Ses
     return kept, deferred
 
 
-def _scan_session(where: _SessionFolder, options: ScanOptions, warnings: list[str],
-                  unmapped: list[Unmapped]) -> _Scanned:
+def _scan_session(where: _SessionFolder, options: ScanOptions) -> _Scanned:
     problems: list[Problem] = []
+    warnings: list[str] = []
+    unmapped: list[Unmapped] = []
     session, config = _session(where, options, problems, warnings, unmapped)
-    return _Scanned(where, session, config, tuple(problems))
+    return _Scanned(where, session, config, tuple(problems), tuple(warnings), tuple(unmapped))
 
 
-def _scan_or_recall(where: _SessionFolder, options: ScanOptions, warnings: list[str], unmapped: list[Unmapped],
-                    memory: Memory | None) -> _Scanned:
+def _scan_or_recall(where: _SessionFolder, options: ScanOptions, memory: Memory | None) -> _Scanned:
     """A session folder's scan, or what `memory` holds of it when the folder has not changed since."""
     known = memory.recall(where) if memory else None
     if known is not None:
-        warnings += known.warnings
-        unmapped += known.unmapped
-        return _Scanned(where, known.session, known.config, ())
-    its_warnings: list[str] = []
-    its_unmapped: list[Unmapped] = []
-    scanned = _scan_session(where, options, its_warnings, its_unmapped)
-    warnings += its_warnings
-    unmapped += its_unmapped
+        return _Scanned(where, known.session, known.config, (), known.warnings, known.unmapped)
+    scanned = _scan_session(where, options)
     if memory and not scanned.problems:
-        memory.remember(where, Remembered(scanned.session, scanned.config, tuple(its_warnings), tuple(its_unmapped)))
+        memory.remember(where, Remembered(scanned.session, scanned.config, scanned.warnings, scanned.unmapped))
     return scanned
 
 
-def _subjects(scanned: list[_Scanned], warnings: list[str]) -> tuple[list[Subject], dict[Path, list[Problem]]]:
-    """Subjects from their session folders, and the problems of each subject folder (identity disagreements)."""
+def _settle(found: list[_SessionFolder], memory: Memory | None) -> tuple[list[Settled], list[_SessionFolder]]:
+    """Subjects all of whose session folders `memory` knows unchanged, and the session folders left to scan."""
+    by_subject: dict[Path, list[_SessionFolder]] = defaultdict(list)
+    for where in found:
+        by_subject[where.folder.parent].append(where)
+    settled, rest = [], []
+    for folder, places in by_subject.items():
+        known = memory.settled(folder, places) if memory else None
+        if known is None:
+            rest += places
+        else:
+            settled.append(known)
+    return settled, rest
+
+
+class _Unsettled(Exception):
+    """A settled subject now shares its name or MRN with another folder: the scan is made again in full, so the
+    problem names its sessions."""
+
+
+def _subjects(scanned: list[_Scanned], settled: list[Settled], warnings: list[str], memory: Memory | None,
+              invalid: frozenset[Path] = frozenset()) -> tuple[list[Subject], dict[Path, list[Problem]]]:
+    """Subjects from their valid session folders (and those settled), and the problems of each subject folder
+    (identity disagreements); `memory` keeps each subject without problems none of whose folders is `invalid`."""
     by_subject: dict[Path, list[_Scanned]] = defaultdict(list)
     for item in scanned:
         by_subject[item.where.folder.parent].append(item)
-    subjects, problems = [], defaultdict(list)
+    built: list[tuple[Subject, list[_Scanned], list[str]]] = []
+    problems: dict[Path, list[Problem]] = defaultdict(list)
     for folder, items in by_subject.items():
-        subjects.append(_subject(folder.name, folder, [(i.session, i.config) for i in items], problems[folder],
-                                 warnings))
-    for subject, problem in _identity_problems(subjects):
+        its_warnings: list[str] = []
+        built.append((_subject(folder.name, folder, [(i.session, i.config) for i in items], problems[folder],
+                               its_warnings), items, its_warnings))
+        warnings += its_warnings
+    for subject, problem in _identity_problems([b[0] for b in built] + [s.subject for s in settled]):
+        if subject.source in {s.subject.source for s in settled}:
+            raise _Unsettled
         problems[Path(subject.source or "")].append(problem)
-    return subjects, {folder: found for folder, found in problems.items() if found}
+    for subject, items, its_warnings in built:
+        folder = Path(subject.source or "")
+        if memory and not problems[folder] and folder not in invalid and not any(i.problems for i in items):
+            memory.remember_subject([i.where for i in items], Settled(
+                dataclasses.replace(subject, sessions=()), tuple(w for i in items for w in i.warnings)
+                + tuple(its_warnings), tuple(u for i in items for u in i.unmapped)))
+    return [b[0] for b in built], {folder: found for folder, found in problems.items() if found}
 
 
-def _set_aside(scanned: list[_Scanned], warnings: list[str]) -> tuple[list[Subject], list[SetAside]]:
+def _set_aside(scanned: list[_Scanned], settled: list[Settled], warnings: list[str], memory: Memory | None
+               ) -> tuple[list[Subject], list[SetAside]]:
     """`--on-invalid skip`: invalid sessions are left out, then subjects whose folders disagree about identity."""
     valid = [i for i in scanned if not i.problems]
     aside = [SetAside(display(i.where.folder, i.where.root), tuple(str(p) for p in i.problems))
              for i in scanned if i.problems]
-    subjects, problems = _subjects(valid, warnings)
+    invalid = frozenset(i.where.folder.parent for i in scanned if i.problems)
+    subjects, problems = _subjects(valid, settled, warnings, memory, invalid)
     for item in valid:
         if item.where.folder.parent in problems:
             aside.append(SetAside(display(item.where.folder, item.where.root),
@@ -430,37 +477,44 @@ def _set_aside(scanned: list[_Scanned], warnings: list[str]) -> tuple[list[Subje
     return kept, sorted(aside, key=lambda a: a.path)
 
 
-def scan(paths: list[Path], options: ScanOptions | None = None, memory: Memory | None = None) -> LocalTree:
+def scan(paths: list[Path], options: ScanOptions | None = None, memory: Memory | None = None, *,
+         settle: bool = True) -> LocalTree:
     """The desired tree of the given folders; raises InvalidInput listing every problem found, unless
     `on_invalid` is "skip", which sets invalid sessions aside instead. Session folders `memory` knows unchanged
-    are not scanned again."""
+    are not scanned again; with `settle`, subjects whose session folders it knows all unchanged are not read."""
     options = options or ScanOptions()
     if options.date_format and (why := dates.format_error(options.date_format)):
         raise InputError(f"--date-format {options.date_format!r}: {why}")
     problems: list[Problem] = []
-    warnings: list[str] = []
-    unmapped: list[Unmapped] = []
     listed = session_folders(paths, options.layout, problems)
     if problems and (options.on_invalid != "skip" or not listed):
-        problems += [p for where in listed for p in _scan_session(where, options, [], []).problems]
+        problems += [p for where in listed for p in _scan_session(where, options).problems]
         raise InvalidInput(problems)  # in skip mode too when nothing readable is left to import
     found, deferred = _defer(listed, options)
-    scanned = [_scan_or_recall(where, options, warnings, unmapped, memory) for where in found]
+    settled, found = _settle(found, memory) if settle else ([], found)
+    scanned = [_scan_or_recall(where, options, memory) for where in found]
+    warnings = [w for i in scanned for w in i.warnings] + [w for s in settled for w in s.warnings]
+    unmapped = [u for i in scanned for u in i.unmapped] + [u for s in settled for u in s.unmapped]
     aside = [SetAside(p.file, (str(p),)) for p in problems]  # skip mode: what lies beside the sessions
-    if options.on_invalid == "skip":
-        subjects, sessions_aside = _set_aside(scanned, warnings)
-        aside += sessions_aside
-    else:
-        subjects, by_folder = _subjects(scanned, warnings)
-        problems = [p for i in scanned for p in i.problems] + [p for found in by_folder.values() for p in found]
-        if problems:
-            raise InvalidInput(problems)
+    try:
+        if options.on_invalid == "skip":
+            subjects, sessions_aside = _set_aside(scanned, settled, warnings, memory)
+            aside += sessions_aside
+        else:
+            subjects, by_folder = _subjects(scanned, settled, warnings, memory)
+            problems = [p for i in scanned for p in i.problems] + [p for found in by_folder.values() for p in found]
+            if problems:
+                raise InvalidInput(problems)
+    except _Unsettled:
+        return scan(paths, options, memory, settle=False)
     if not listed:
         warnings.append("no session folders found below " + ", ".join(shown(p) for p in paths))
+    subjects += [s.subject for s in settled]
     return LocalTree(tree=Tree(tuple(sorted(subjects, key=lambda s: key(s.name)))),
                      roots=tuple(sorted({str(w.root) for w in listed})),
                      paths=tuple(str(p.resolve()) for p in paths), unmapped=tuple(unmapped),
-                     warnings=tuple(warnings), set_aside=tuple(aside), deferred=tuple(deferred))
+                     warnings=tuple(warnings), set_aside=tuple(aside), deferred=tuple(deferred),
+                     settled=frozenset(s.subject.source or "" for s in settled))
 
 
 def _identity_problems(subjects: list[Subject]) -> list[tuple[Subject, Problem]]:

@@ -12,6 +12,12 @@ Two kinds of rows, in `snapshot.sqlite3` beside the journal:
   not read again. `--full` uses no snapshot (and writes them all anew); a server that answers no stamp gets every
   subject read in full.
 
+- a **subject folder** whose session folders were all valid: their fingerprints, and the subject's identity and
+  the warnings and unmapped files of its scan. While every one of its session folders keeps its fingerprint, the
+  subject is *settled*: its sessions are not even decoded. If, besides, the server's subject keeps its stamp and the
+  last plan of it needed no step (its **fragment**: conflicts, server-only objects and warnings, kept with the
+  subject row for the same planning options), the plan repeats that fragment without diffing the subject.
+
 Rows of subjects an apply is about to change are dropped before the first write (so a run killed half-way leaves
 no snapshot that predates its writes); after the run those subjects are read again and their rows written from
 what the server then holds.
@@ -30,18 +36,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .model import DataFile, LocalTree, Session, Subject, Trial, Unmapped
+from .errors import FatalError
+from .model import DataFile, Fragment, LocalTree, Session, Subject, Trial, Unmapped
 from .private import create_private
-from .scan import Remembered, ScanOptions, SessionPlace
+from .scan import Remembered, ScanOptions, SessionPlace, Settled
 from .spec import CONFIG_NAME, SessionConfig
 
-FORMAT = 2  # bump when the scan rules or the rows change: older rows are then ignored
+FORMAT = 3  # bump when the scan rules or the rows change: older rows are then dropped
 DEFAULT_RECHECK_AFTER = 7 * 24 * 3600.0
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS session (folder TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS subject (
-  remote_id TEXT PRIMARY KEY, stamp TEXT NOT NULL, mark TEXT NOT NULL, tree TEXT NOT NULL, read_at REAL NOT NULL);
+DROP TABLE IF EXISTS session; DROP TABLE IF EXISTS subject; DROP TABLE IF EXISTS folder;
+CREATE TABLE session (folder TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE subject (remote_id TEXT PRIMARY KEY, stamp TEXT NOT NULL, mark TEXT NOT NULL, tree TEXT NOT NULL,
+  read_at REAL NOT NULL, plan_key TEXT, fragment TEXT);
+CREATE TABLE folder (folder TEXT PRIMARY KEY, sessions TEXT NOT NULL, settled TEXT NOT NULL);
 """
 
 
@@ -135,6 +144,18 @@ def _remembered_json(item: Remembered) -> str:
                        "warnings": list(item.warnings), "unmapped": [encode(u) for u in item.unmapped]})
 
 
+def _settled(data: list[Any]) -> Settled:
+    return Settled(decode(Subject, data[0]), tuple(data[1]), tuple(decode(Unmapped, u) for u in data[2]))
+
+
+def _settled_json(item: Settled) -> str:
+    return json.dumps([encode(item.subject), list(item.warnings), [encode(u) for u in item.unmapped]])
+
+
+def _fragment_json(fragment: Fragment) -> str:
+    return json.dumps([list(fragment.conflicts), list(fragment.server_only), list(fragment.warnings)])
+
+
 def _unmeasured(session: Session) -> bool:
     return any(f.crc32c is None for t in session.trials for f in t.files)
 
@@ -144,80 +165,137 @@ def _iso(seconds: float) -> str:
 
 
 class Snapshots:
-    """The snapshot rows of one state folder: the scan's memory, and the subjects' last full reads."""
+    """The snapshot rows of one state folder: the scan's memory, and the subjects' last full reads.
+
+    `plan_key` names the planning options (conflict policy, reports, metadata policy): a fragment is repeated
+    only for the options it was planned with. Without `settle` (a selection or --verify narrows or widens what a
+    plan looks at) no subject is settled and no fragment is kept.
+    """
 
     def __init__(self, path: Path, options: ScanOptions, *, full: bool = False,
-                 recheck_after: float = DEFAULT_RECHECK_AFTER, now: float | None = None) -> None:
+                 recheck_after: float = DEFAULT_RECHECK_AFTER, now: float | None = None, plan_key: str = "",
+                 settle: bool = True) -> None:
         self._db = sqlite3.connect(create_private(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != FORMAT:
+            self._db.executescript(_SCHEMA + f"PRAGMA user_version = {FORMAT};")
         self._lock = threading.Lock()
         self._options_key = _options_key(options)
         self.full = full
         self.recheck_after = recheck_after
         self.now = time.time() if now is None else now
+        self.plan_key = plan_key
+        self.settling = settle and not full
         self._marks: dict[str, str] = {}  # session folder -> its fingerprint, taken before it was scanned
-        self._known: dict[str, tuple[str, str]] | None = None  # session folder -> (fingerprint, row)
         self._recalled: dict[str, Remembered] = {}
         self._scanned: dict[str, Remembered] = {}
+        self._subjects: dict[str, tuple[dict[str, str], Settled]] = {}  # subject folder -> (its sessions, settled)
+        self._settled: dict[str, list[str]] = {}  # subject folder -> its session folders, for the settled
         self.reused: dict[str, float] = {}  # remote subject id -> when its snapshot was read in full
+        self.fragments: dict[str, Fragment] = {}  # remote subject id -> its fragment, repeated in this plan
+        self._confirmed: set[str] = set()  # settled subject folders whose fragment is repeated
         self.read: set[str] = set()  # remote subject ids read in full this run
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    def _row(self, sql: str, *values: Any) -> tuple | None:
+        with self._lock:
+            return self._db.execute(sql, values).fetchone()
+
+    def _mark_of(self, place: SessionPlace) -> str:
+        folder = str(place.folder)
+        if folder not in self._marks:
+            self._marks[folder] = fingerprint(place.folder, place.root, self._options_key)
+        return self._marks[folder]
+
     # -- the scan's memory (scan.Memory) ----------------------------------------------------------------------
     def recall(self, place: SessionPlace) -> Remembered | None:
-        folder = str(place.folder)
-        mark = self._marks[folder] = fingerprint(place.folder, place.root, self._options_key)
+        mark = self._mark_of(place)
         if self.full:
             return None
-        if self._known is None:
-            with self._lock:
-                self._known = {row[0]: (row[1], row[2]) for row in
-                               self._db.execute("SELECT folder, fingerprint, data FROM session")}
-        known = self._known.get(folder)
+        known = self._row("SELECT fingerprint, data FROM session WHERE folder = ?", str(place.folder))
         if known is None or known[0] != mark:
             return None
-        remembered = self._recalled[folder] = _remembered(json.loads(known[1]))
+        remembered = self._recalled[str(place.folder)] = _remembered(json.loads(known[1]))
         return remembered
 
     def remember(self, place: SessionPlace, scanned: Remembered) -> None:
         self._scanned[str(place.folder)] = scanned
 
+    def settled(self, folder: Path, places: list[SessionPlace]) -> Settled | None:
+        """The subject of `folder` as its scan left it, if its session folders are those it had, unchanged."""
+        if not self.settling:
+            return None
+        row = self._row("SELECT sessions, settled FROM folder WHERE folder = ?", str(folder))
+        if row is None or json.loads(row[0]) != {str(p.folder): self._mark_of(p) for p in places}:
+            return None
+        self._settled[str(folder)] = [str(p.folder) for p in places]
+        return _settled(json.loads(row[1]))
+
+    def remember_subject(self, places: list[SessionPlace], settled: Settled) -> None:
+        self._subjects[settled.subject.source or ""] = ({str(p.folder): self._mark_of(p) for p in places}, settled)
+
+    def unsettle(self, local: LocalTree) -> LocalTree:
+        """The tree with the sessions of every settled subject whose fragment this plan does not repeat (its server
+        subject changed, or its snapshot is old), decoded from their rows."""
+        subjects = tuple(self._with_sessions(s) if s.source in local.settled and s.source not in self._confirmed
+                         else s for s in local.tree.subjects)
+        return dataclasses.replace(local, tree=dataclasses.replace(local.tree, subjects=subjects),
+                                   settled=frozenset(self._confirmed))
+
+    def _with_sessions(self, subject: Subject) -> Subject:
+        sessions = []
+        for folder in self._settled[subject.source or ""]:
+            row = self._row("SELECT fingerprint, data FROM session WHERE folder = ?", folder)
+            if row is None or row[0] != self._marks[folder]:
+                raise FatalError(f"the snapshot of {folder} changed while this run read it",
+                                 "run again; another run on the same state folder may have been writing")
+            sessions.append(self._recalled.setdefault(folder, _remembered(json.loads(row[1]))).session)
+        return dataclasses.replace(subject, sessions=tuple(sessions))
+
     def settle(self, local: LocalTree) -> None:
-        """Write the sessions scanned this run, with the checksums measured since, and those recalled that gained
-        checksums (a selection had left them out when they were scanned)."""
+        """Write the sessions scanned this run, with the checksums measured since, those recalled that gained
+        checksums (a selection had left them out when they were scanned), and the subject folders scanned."""
         filled = {str(Path(s.source or "") / se.name): se for s in local.tree.subjects for se in s.sessions}
         rows = []
         for folder, item in [*self._scanned.items(), *self._recalled.items()]:
             session = filled.get(folder, item.session)
             if folder in self._scanned or (session is not item.session and _unmeasured(item.session)):
                 rows.append((folder, self._marks[folder], _remembered_json(dataclasses.replace(item, session=session))))
-        self._write("INSERT OR REPLACE INTO session VALUES (?, ?, ?)", rows)
+        folders = [(folder, json.dumps(sessions), _settled_json(item))
+                   for folder, (sessions, item) in self._subjects.items()]
+        self._write([("INSERT OR REPLACE INTO session VALUES (?, ?, ?)", rows),
+                     ("INSERT OR REPLACE INTO folder VALUES (?, ?, ?)", folders)])
 
     # -- subjects as last read in full ----------------------------------------------------------------------------
     def mark(self, subject: Subject) -> str | None:
         """The fingerprint of the folders a subject was planned from; None if one of them has none."""
-        marks = [self._marks.get(str(Path(subject.source or "") / s.name)) for s in subject.sessions]
-        if subject.source is None or None in marks:
+        source = subject.source or ""
+        folders = self._settled.get(source) or [str(Path(source) / s.name) for s in subject.sessions]
+        marks = [(Path(f).name, self._marks.get(f)) for f in folders]
+        if subject.source is None or any(m is None for _, m in marks):
             return None
-        names = sorted(zip((s.name for s in subject.sessions), marks, strict=True))
-        return hashlib.blake2b(json.dumps([subject.source, names]).encode(), digest_size=20).hexdigest()
+        return hashlib.blake2b(json.dumps([subject.source, sorted(marks)]).encode(), digest_size=20).hexdigest()
 
     def recall_tree(self, local: Subject, listed: Subject) -> Subject | None:
-        """The server tree of `listed` from its snapshot, if nothing says it changed since it was read in full."""
+        """The server tree of `listed` from its snapshot, if nothing says it changed since it was read in full;
+        for a settled subject whose last plan needed no step, `listed` itself (its fragment is repeated)."""
         mark = self.mark(local)
         if self.full or not listed.updated or not listed.remote_id or mark is None:
             return None
-        with self._lock:
-            row = self._db.execute("SELECT stamp, mark, tree, read_at FROM subject WHERE remote_id = ?",
-                                   (listed.remote_id,)).fetchone()
+        row = self._row("SELECT stamp, mark, tree, read_at, plan_key, fragment FROM subject WHERE remote_id = ?",
+                        listed.remote_id)
         if row is None or row[0] != listed.updated or row[1] != mark or self.now - row[3] >= self.recheck_after:
             return None
         self.reused[listed.remote_id] = row[3]
+        if local.source in self._settled and row[4] == self.plan_key and row[5] is not None:
+            conflicts, server_only, warnings = json.loads(row[5])
+            self.fragments[listed.remote_id] = Fragment(tuple(conflicts), tuple(server_only), tuple(warnings))
+            self._confirmed.add(local.source or "")
+            return listed
         return decode(Subject, json.loads(row[2]))
 
     def record_trees(self, pairs: Iterable[tuple[Subject, Subject]]) -> None:
@@ -226,13 +304,21 @@ class Snapshots:
         for local, remote in pairs:
             mark = self.mark(local)
             if mark is not None and remote.updated and remote.remote_id:
-                rows.append((remote.remote_id, remote.updated, mark, json.dumps(encode(remote)), self.now))
+                rows.append((remote.remote_id, remote.updated, mark, json.dumps(encode(remote)), self.now, None, None))
                 self.read.add(remote.remote_id)
-        self._write("INSERT OR REPLACE INTO subject VALUES (?, ?, ?, ?, ?)", rows)
+        self._write([("INSERT OR REPLACE INTO subject VALUES (?, ?, ?, ?, ?, ?, ?)", rows)])
+
+    def record_fragments(self, fragments: dict[str, Fragment]) -> None:
+        """Keep, with their subjects' rows, the fragments of subjects planned in full this run that needed no
+        step."""
+        if self.settling:
+            self._write([("UPDATE subject SET plan_key = ?, fragment = ? WHERE remote_id = ?",
+                          [(self.plan_key, _fragment_json(f), i) for i, f in fragments.items()
+                           if i not in self.fragments])])
 
     def drop(self, remote_ids: Iterable[str]) -> None:
         """Forget subjects about to change: the next plan reads them in full unless this run writes them anew."""
-        self._write("DELETE FROM subject WHERE remote_id = ?", [(i,) for i in remote_ids])
+        self._write([("DELETE FROM subject WHERE remote_id = ?", [(i,) for i in remote_ids])])
 
     def summary(self, subjects: int) -> dict[str, Any]:
         """For the plan: how many subjects came from snapshots, and when those were read in full."""
@@ -243,13 +329,16 @@ class Snapshots:
             found["newest_full_read"] = _iso(max(self.reused.values()))
         return found
 
-    def _write(self, sql: str, rows: list[tuple]) -> None:
-        if not rows:
+    def _write(self, statements: list[tuple[str, list[tuple]]]) -> None:
+        """Run each (statement, rows) in one transaction."""
+        statements = [(sql, rows) for sql, rows in statements if rows]
+        if not statements:
             return
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                self._db.executemany(sql, rows)
+                for sql, rows in statements:
+                    self._db.executemany(sql, rows)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

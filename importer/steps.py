@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .address import Address
+from .model import Fragment
 
 FORMAT = "moveshelf-import/plan"
 VERSION = 1
@@ -205,6 +206,7 @@ class Plan:
     roots: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()  # what was scanned, so a saved plan can be checked against the same folders
     snapshot: dict[str, Any] = field(default_factory=dict)  # how many subjects were planned from snapshots
+    fragments: dict[str, Fragment] = field(default_factory=dict)  # server subject id -> fragment of one needing no step
 
     @property
     def summary(self) -> dict[str, int]:

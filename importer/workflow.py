@@ -7,6 +7,7 @@ lock is taken before the project's subjects are read, and nothing is written bef
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,11 +95,18 @@ def opened_snapshots(settings: Settings) -> Iterator[Snapshots | None]:
         yield None
         return
     snapshots = Snapshots(folder / "snapshot.sqlite3", settings.scan, full=settings.full,
-                          recheck_after=settings.recheck_after, now=settings.now)
+                          recheck_after=settings.recheck_after, now=settings.now, plan_key=plan_key(settings),
+                          settle=not (settings.selection or settings.verify))
     try:
         yield snapshots
     finally:
         snapshots.close()
+
+
+def plan_key(settings: Settings) -> str:
+    """The options a subject's plan depends on besides its folders and its server tree."""
+    return json.dumps([settings.on_conflict.value, settings.reports, settings.reports_norm,
+                       settings.metadata_policy.value])
 
 
 def with_saved(settings: Settings, saved: Plan | None) -> Settings:
@@ -130,18 +138,23 @@ def make_plan(settings: Settings, context: Context, local: LocalTree) -> Plan:
     """Measure the files, read the server (subjects unchanged on both sides from their snapshots), and diff."""
     options = plan_options(settings, context)
     snapshots = context.snapshots
-    local = checksum.fill(local, context.journal, jobs=min(settings.jobs, 4), verify=settings.verify)
     actual = read_state(context.client, context.project, local.tree, settings.jobs,
                         snapshots.recall_tree if snapshots and not settings.verify else None)
+    if snapshots:
+        local = snapshots.unsettle(local)
+    local = checksum.fill(local, context.journal, jobs=min(settings.jobs, 4), verify=settings.verify)
     settled = frozenset(snapshots.reused) if snapshots else frozenset()
     facts = gather_facts(context.client, context.journal, local, actual, settings.jobs, settings.verify, settled)
     facts = journal_facts(context.journal, actual, facts)
+    if snapshots:
+        facts = dataclasses.replace(facts, fragments=snapshots.fragments)
     the_plan = diff(local, actual, facts, context.project.name, settings.on_conflict, options)
     if snapshots is None:
         return the_plan
     snapshots.settle(local)
     snapshots.record_trees((mine, theirs) for mine, theirs in pairs(local.tree, actual)
                            if theirs.remote_id not in settled)
+    snapshots.record_fragments(the_plan.fragments)
     return dataclasses.replace(the_plan, snapshot=snapshots.summary(len(local.tree.subjects)))
 
 
