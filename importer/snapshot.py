@@ -321,8 +321,10 @@ class Snapshots:
         self._write([("DELETE FROM subject WHERE remote_id = ?", [(i,) for i in remote_ids])])
 
     def summary(self, subjects: int) -> dict[str, Any]:
-        """For the plan: how many subjects came from snapshots, and when those were read in full."""
-        found: dict[str, Any] = {"subjects": subjects, "from_snapshot": len(self.reused), "full": self.full,
+        """For the plan: how many subjects came from snapshots (`settled`: of those, how many repeated their last
+        plan without a diff), and when those were read in full."""
+        found: dict[str, Any] = {"subjects": subjects, "from_snapshot": len(self.reused),
+                                 "settled": len(self.fragments), "full": self.full,
                                  "recheck_after_seconds": self.recheck_after}
         if self.reused:
             found["oldest_full_read"] = _iso(min(self.reused.values()))

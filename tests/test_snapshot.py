@@ -8,10 +8,12 @@ import json
 import time
 from pathlib import Path
 
-from importer import workflow
+from importer import steps, workflow
 from importer.durations import parse_duration
 from importer.emulator.api import parse_global_id
 from importer.emulator.server import EmulatorServer
+from importer.errors import ExitCode
+from importer.steps import ConflictPolicy
 from importer.workflow import Settings
 
 from .conftest import PROJECT, Gql
@@ -97,3 +99,46 @@ def test_a_change_the_stamp_misses_is_seen_after_full_and_once_the_snapshot_is_o
     assert late.snapshot["from_snapshot"] == 0
     hourly = workflow.plan(settings(tmp_path, lab, now=time.time() + 8 * 86400 + 2 * 3600, recheck_after=parse_duration("1h", "--recheck-after")))
     assert hourly.snapshot["from_snapshot"] == 0
+
+
+def outcome(plan) -> dict:
+    """What a plan says, its snapshot section aside (warnings as a set: a settled subject's come in another order)."""
+    document = steps.to_json(plan)
+    return {**{k: v for k, v in document.items() if k not in ("snapshot", "warnings", "ids")},
+            "warnings": sorted(document["warnings"])}
+
+
+def test_a_settled_plan_says_what_a_full_plan_says(cli, lab, gql: Gql, official_api, tmp_path: Path):
+    assert cli("apply", str(lab), "--yes").code == 0
+    subject = subjects(gql)["Subject01"]["id"]
+    official_api.createSession(PROJECT, "/Subject01/2024-01-01/", subject, "2024-01-01")  # on the server only
+    (lab / "Subject02/2025-05-20/Walk01.c3d").write_bytes(b"changed after the import")  # a conflict
+    first = workflow.plan(settings(tmp_path, lab))  # reads both subjects, keeps their fragments
+    assert first.snapshot["settled"] == 0 and first.conflicts and first.server_only
+    settled = workflow.plan(settings(tmp_path, lab))
+    assert settled.snapshot["settled"] == settled.snapshot["from_snapshot"] == 2
+    assert outcome(settled) == outcome(first) == outcome(workflow.plan(settings(tmp_path, lab, full=True)))
+    assert "2 of 2 subjects planned from snapshots" in cli("plan", str(lab)).out
+
+
+def test_other_planning_options_plan_a_settled_subject_again(lab, cli, tmp_path: Path):
+    assert cli("apply", str(lab), "--yes").code == 0
+    (lab / "Subject02/2025-05-20/Walk01.c3d").write_bytes(b"changed after the import")
+    workflow.plan(settings(tmp_path, lab))
+    assert workflow.plan(settings(tmp_path, lab)).snapshot["settled"] == 2
+    replace = workflow.plan(settings(tmp_path, lab, on_conflict=ConflictPolicy.REPLACE))
+    assert [s.action.value for s in replace.steps] == ["replace_file", "remove_record"]
+    assert replace.snapshot["settled"] == 0  # every fragment was planned under --on-conflict skip
+    assert workflow.plan(settings(tmp_path, lab)).conflicts  # skip again: the conflict is still said
+
+
+def test_a_settled_subject_whose_mrn_another_folder_takes_is_a_problem(lab, cli, tmp_path: Path):
+    assert cli("apply", str(lab), "--yes").code == 0
+    workflow.plan(settings(tmp_path, lab))
+    copy = lab / "Subject03/2025-01-01"
+    copy.mkdir(parents=True)
+    config = json.loads((lab / "Subject01/2025-03-14/moveshelf_config_import.json").read_text())
+    (copy / "moveshelf_config_import.json").write_text(json.dumps(config))
+    planned = cli("plan", str(lab))
+    assert planned.code == ExitCode.INPUT
+    assert "Subject01" in planned.err and "Subject03" in planned.err and "MRN" in planned.err
