@@ -186,7 +186,7 @@ class Snapshots:
         self.recheck_after = recheck_after
         self.now = time.time() if now is None else now
         self.plan_key = plan_key
-        self.settling = settle and not full
+        self.settling = settle  # record fragments; settle subjects too unless `full`
         self._marks: dict[str, str] = {}  # session folder -> its fingerprint, taken before it was scanned
         self._recalled: dict[str, Remembered] = {}
         self._scanned: dict[str, Remembered] = {}
@@ -227,7 +227,7 @@ class Snapshots:
 
     def settled(self, folder: Path, places: list[SessionPlace]) -> Settled | None:
         """The subject of `folder` as its scan left it, if its session folders are those it had, unchanged."""
-        if not self.settling:
+        if self.full or not self.settling:
             return None
         row = self._row("SELECT sessions, settled FROM folder WHERE folder = ?", str(folder))
         if row is None or json.loads(row[0]) != {str(p.folder): self._mark_of(p) for p in places}:
