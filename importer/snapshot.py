@@ -168,13 +168,13 @@ class Snapshots:
     """The snapshot rows of one state folder: the scan's memory, and the subjects' last full reads.
 
     `plan_key` names the planning options (conflict policy, reports, metadata policy): a fragment is repeated
-    only for the options it was planned with. Without `settle` (a selection or --verify narrows or widens what a
-    plan looks at) no subject is settled and no fragment is kept.
+    only for the options it was planned with. Without `settle` (--verify asks storage about every record) no
+    subject is settled; without `keep` (a selection plans part of each subject) no fragment is kept either.
     """
 
     def __init__(self, path: Path, options: ScanOptions, *, full: bool = False,
                  recheck_after: float = DEFAULT_RECHECK_AFTER, now: float | None = None, plan_key: str = "",
-                 settle: bool = True) -> None:
+                 settle: bool = True, keep: bool = True) -> None:
         self._db = sqlite3.connect(create_private(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -186,7 +186,8 @@ class Snapshots:
         self.recheck_after = recheck_after
         self.now = time.time() if now is None else now
         self.plan_key = plan_key
-        self.settling = settle  # record fragments; settle subjects too unless `full`
+        self.settling = settle and not full  # settle subjects and repeat their fragments
+        self.keep = keep  # record the fragments of this run's plan
         self._marks: dict[str, str] = {}  # session folder -> its fingerprint, taken before it was scanned
         self._recalled: dict[str, Remembered] = {}
         self._scanned: dict[str, Remembered] = {}
@@ -227,7 +228,7 @@ class Snapshots:
 
     def settled(self, folder: Path, places: list[SessionPlace]) -> Settled | None:
         """The subject of `folder` as its scan left it, if its session folders are those it had, unchanged."""
-        if self.full or not self.settling:
+        if not self.settling:
             return None
         row = self._row("SELECT sessions, settled FROM folder WHERE folder = ?", str(folder))
         if row is None or json.loads(row[0]) != {str(p.folder): self._mark_of(p) for p in places}:
@@ -311,7 +312,7 @@ class Snapshots:
     def record_fragments(self, fragments: dict[str, Fragment]) -> None:
         """Keep, with their subjects' rows, the fragments of subjects planned in full this run that needed no
         step."""
-        if self.settling:
+        if self.keep:
             self._write([("UPDATE subject SET plan_key = ?, fragment = ? WHERE remote_id = ?",
                           [(self.plan_key, _fragment_json(f), i) for i, f in fragments.items()
                            if i not in self.fragments])])

@@ -72,6 +72,8 @@ class Context:
     journal: Journal
     folder: Path
     snapshots: Snapshots | None = None
+    options: PlanOptions | None = None  # the planner's, once a plan was made
+    planned: LocalTree | None = None  # the folders the plan was made from, checksums filled
 
 
 def validate(settings: Settings, snapshots: Snapshots | None = None) -> LocalTree:
@@ -96,7 +98,7 @@ def opened_snapshots(settings: Settings) -> Iterator[Snapshots | None]:
         return
     snapshots = Snapshots(folder / "snapshot.sqlite3", settings.scan, full=settings.full,
                           recheck_after=settings.recheck_after, now=settings.now, plan_key=plan_key(settings),
-                          settle=not (settings.selection or settings.verify))
+                          settle=not (settings.selection or settings.verify), keep=not settings.selection)
     try:
         yield snapshots
     finally:
@@ -136,13 +138,14 @@ def connect(settings: Settings, cancel: Cancellation | None = None, snapshots: S
 
 def make_plan(settings: Settings, context: Context, local: LocalTree) -> Plan:
     """Measure the files, read the server (subjects unchanged on both sides from their snapshots), and diff."""
-    options = plan_options(settings, context)
+    options = context.options = plan_options(settings, context)
     snapshots = context.snapshots
     actual = read_state(context.client, context.project, local.tree, settings.jobs,
                         snapshots.recall_tree if snapshots and not settings.verify else None)
     if snapshots:
         local = snapshots.unsettle(local)
-    local = checksum.fill(local, context.journal, jobs=min(settings.jobs, 4), verify=settings.verify)
+    local = context.planned = checksum.fill(local, context.journal, jobs=min(settings.jobs, 4),
+                                            verify=settings.verify)
     settled = frozenset(snapshots.reused) if snapshots else frozenset()
     facts = gather_facts(context.client, context.journal, local, actual, settings.jobs, settings.verify, settled)
     facts = journal_facts(context.journal, actual, facts)
@@ -219,11 +222,11 @@ def _apply(settings: Settings, context: Context, local: LocalTree, saved: Plan |
                          "use --on-conflict skip to leave them, or replace to upload the local files")
     if not confirm(the_plan):
         return the_plan, None
-    return the_plan, execute(the_plan, context, settings, progress_mode, stale, local)
+    return the_plan, execute(the_plan, context, settings, progress_mode, stale)
 
 
 def execute(the_plan: Plan, context: Context, settings: Settings, progress_mode: str,
-            stale: tuple[Step, ...] = (), local: LocalTree | None = None) -> dict[str, Any]:
+            stale: tuple[Step, ...] = ()) -> dict[str, Any]:
     """Run the executor with progress; the report, stale steps of a saved plan included as skipped."""
     total_bytes = sum(s.upload_size for s in the_plan.steps)
     progress = Progress(progress_mode, len(the_plan.steps), total_bytes)
@@ -237,8 +240,8 @@ def execute(the_plan: Plan, context: Context, settings: Settings, progress_mode:
         results = executor.run()
     finally:
         progress.close()
-    if context.snapshots and local and not executor.fatal and not context.client.cancel.cancelled:
-        _snapshot_again(context, settings, local, [executor.ids[a] for a in touched if a in executor.ids])
+    if context.snapshots and context.planned and not executor.fatal and not context.client.cancel.cancelled:
+        _snapshot_again(context, settings, context.planned, [executor.ids[a] for a in touched if a in executor.ids])
     results += [Result(s, Status.SKIPPED, STALE) for s in stale]
     return report.build(the_plan, results, started, time.time(), interrupted=context.client.cancel.cancelled,
                         fatal=str(executor.fatal) if executor.fatal else None, shard=settings.shard,
@@ -246,10 +249,18 @@ def execute(the_plan: Plan, context: Context, settings: Settings, progress_mode:
 
 
 def _snapshot_again(context: Context, settings: Settings, local: LocalTree, remote_ids: list[str]) -> None:
-    """Read the subjects a run changed once more, so the next run starts from what the server now holds."""
+    """Read the subjects a run changed once more, so the next run starts from what the server now holds, and plan
+    them against it: the fragments of those that need nothing more let the next run repeat their plan."""
     assert context.snapshots is not None
     try:
         trees = read_trees(context.client, remote_ids, settings.jobs)
+        changed = pairs(local.tree, Tree(tuple(trees.values())))
+        context.snapshots.record_trees(changed)
+        mine = dataclasses.replace(local, tree=Tree(tuple(m for m, _ in changed)), warnings=(), settled=frozenset())
+        actual = Tree(tuple(theirs for _, theirs in changed))
+        facts = journal_facts(context.journal, actual, gather_facts(context.client, context.journal, mine, actual,
+                                                                    settings.jobs))
     except ImportToolError:  # the run's outcome stands; the next plan reads these subjects in full
         return
-    context.snapshots.record_trees(pairs(local.tree, Tree(tuple(trees.values()))))
+    context.snapshots.record_fragments(diff(mine, actual, facts, context.project.name, settings.on_conflict,
+                                            context.options or PlanOptions()).fragments)

@@ -64,6 +64,7 @@ def test_unchanged_subjects_come_from_snapshots_and_cost_two_requests(cli, lab, 
     assert planned.code == 0
     document = json.loads(planned.out)
     assert document["steps"] == [] and document["snapshot"]["from_snapshot"] == document["snapshot"]["subjects"] == 2
+    assert document["snapshot"]["settled"] == 2  # the apply planned them again after its writes: nothing to diff
     assert after["graphql_requests"] - before["graphql_requests"] == 2  # the project and the subject list
     assert "2 of 2 subjects planned from snapshots" in cli("plan", str(lab)).out
 
