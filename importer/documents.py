@@ -76,7 +76,7 @@ def parse(path: Path) -> Any:
         raise Unreadable(f"line {exc.lineno} column {exc.colno}", f"not valid JSON: {exc.msg}") from None
     except RecursionError:
         raise Unreadable("$", _TOO_DEEP) from None
-    if _depth(document) > MAX_DEPTH:
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(document) > MAX_DEPTH:  # each level opens one
         raise Unreadable("$", _TOO_DEEP)
     return document
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 from .paths import inside, is_utf8, not_utf8_message, shown
 from .spec import Problem
@@ -31,9 +32,14 @@ class Kind(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A usable entry of a folder: its path as listed (below the root), what it is, and whether it is a link."""
+    """A usable entry of a folder: its path as listed (below the root), what it is, and whether it is a link.
 
-    path: Path
+    The path is a plain string: a lab lists hundreds of thousands of files, and a `Path` object for each would cost
+    more than listing them.
+    """
+
+    path: str
+    name: str
     kind: Kind
     linked: bool = False
 
@@ -43,10 +49,10 @@ def is_junk(name: str) -> bool:
     return name.startswith(".") or name.startswith("~$") or name in JUNK
 
 
-def display(path: Path, root: Path) -> str:
+def display(path: str | PurePath, root: Path) -> str:
     """The path as the user knows it (from the root folder's name down), odd bytes escaped."""
     try:
-        return shown(PurePosixPath(path.relative_to(root.parent)).as_posix())
+        return shown(PurePosixPath(Path(path).relative_to(root.parent)).as_posix())
     except ValueError:
         return shown(path)
 
@@ -73,13 +79,13 @@ def _chain(path: Path, root: Path) -> str:
     return " → ".join(hops)
 
 
-def _link_problem(path: Path, root: Path) -> tuple[str, str] | None:
+def _link_problem(path: str, root: Path) -> tuple[str, str] | None:
     """(what, why) a link may not be followed, or None when its final target is inside the root."""
     try:
         target = Path(os.path.realpath(path, strict=True))
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return "(link)", f"is a link loop ({_chain(path, root)}); remove one of the links"
+            return "(link)", f"is a link loop ({_chain(Path(path), root)}); remove one of the links"
         if exc.errno == errno.ENOENT:
             return "(link)", f"is a broken link (to {shown(os.readlink(path))}); remove it or restore its target"
         return "(link)", _reason(exc, "link")
@@ -89,45 +95,70 @@ def _link_problem(path: Path, root: Path) -> tuple[str, str] | None:
     return None
 
 
-def _kind(path: Path) -> Kind:
+def _kind(path: str) -> Kind:
+    """What a path is, after its links."""
     mode = os.stat(path).st_mode
     return Kind.FOLDER if stat.S_ISDIR(mode) else Kind.FILE if stat.S_ISREG(mode) else Kind.OTHER
 
 
-def entry(path: Path, root: Path, problems: list[Problem]) -> Entry | None:
-    what = "folder or file"
-    if not is_utf8(path.name):
+def _listed_kind(item: os.DirEntry) -> Kind:
+    """What a listed entry that is not a link is, from the listing itself (no stat on most file systems)."""
+    if item.is_dir(follow_symlinks=False):
+        return Kind.FOLDER
+    return Kind.FILE if item.is_file(follow_symlinks=False) else Kind.OTHER
+
+
+def _usable(path: str, name: str, linked: bool, kind: Callable[[], Kind], root: Path,
+            problems: list[Problem]) -> Entry | None:
+    """The entry, or None with the reason added to `problems`: a name that is not UTF-8, a link that may not be
+    followed, or one that cannot be looked at."""
+    if not is_utf8(name):
         problems.append(Problem(display(path, root), "(name)", not_utf8_message()))
         return None
-    linked = path.is_symlink()
     refused = _link_problem(path, root) if linked else None
     if refused:
         problems.append(Problem(display(path, root), *refused))
         return None
     try:
-        return Entry(path, _kind(path), linked)
+        return Entry(path, name, kind(), linked)
     except OSError as exc:
-        problems.append(Problem(display(path, root), "(file)", _reason(exc, what)))
+        problems.append(Problem(display(path, root), "(file)", _reason(exc, "folder or file")))
         return None
 
 
-def entries(folder: Path, root: Path, problems: list[Problem]) -> list[Entry]:
+def entry(path: Path, root: Path, problems: list[Problem]) -> Entry | None:
+    """One entry named by its path (a session's config file)."""
+    listed = str(path)
+    return _usable(listed, path.name, path.is_symlink(), lambda: _kind(listed), root, problems)
+
+
+def _entry_of(item: os.DirEntry, root: Path, problems: list[Problem]) -> Entry | None:
+    try:
+        linked = item.is_symlink()
+    except OSError:
+        linked = False  # what `Path.is_symlink` says of an entry it cannot look at; stat then reports it
+    return _usable(item.path, item.name, linked, (lambda: _kind(item.path)) if linked else (lambda: _listed_kind(item)),
+                   root, problems)
+
+
+def entries(folder: str | Path, root: Path, problems: list[Problem]) -> list[Entry]:
     """The folder's usable entries, sorted, junk left out; every unusable one is added to `problems`."""
     try:
-        names = sorted(os.listdir(folder))
+        with os.scandir(folder) as listing:
+            items = sorted((item for item in listing if not is_junk(item.name)), key=lambda item: item.name)
     except OSError as exc:
         problems.append(Problem(display(folder, root), "(folder)", _reason(exc, "folder")))
         return []
-    found = [entry(folder / name, root, problems) for name in names if not is_junk(name)]
+    found = [_entry_of(item, root, problems) for item in items]
     return [e for e in found if e is not None]
 
 
 def folders(folder: Path, root: Path, problems: list[Problem]) -> list[Path]:
     """The subfolders (links to folders inside the root included)."""
-    return [e.path for e in entries(folder, root, problems) if e.kind is Kind.FOLDER]
+    return [Path(e.path) for e in entries(folder, root, problems) if e.kind is Kind.FOLDER]
 
 
-def unreadable(path: Path) -> str | None:
+def unreadable(path: str | Path) -> str | None:
     """Why a data file cannot be read, or None: checked at validate time, so plan and apply find no surprise."""
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))

@@ -12,8 +12,8 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any, NamedTuple, Protocol
 
 from . import dates
 from .errors import InputError
@@ -119,91 +119,125 @@ def session_folders(paths: list[Path], layout: str, problems: list[Problem]) -> 
     return sorted(set(found), key=lambda s: s.folder)
 
 
+class _File(NamedTuple):
+    """A file of a session folder: the names from the session folder down to it (`("Walk01.c3d",)`,
+    `("Shod", "Walk01.c3d")`) and its path as listed. Plain strings: a lab has hundreds of thousands of files."""
+
+    parts: tuple[str, ...]
+    path: str
+
+    @property
+    def name(self) -> str:
+        return self.parts[-1]
+
+    @property
+    def stem(self) -> str:
+        """The name without its last extension, as `Path.stem` has it."""
+        name = self.parts[-1]
+        dot = name.rfind(".")
+        return name[:dot] if 0 < dot < len(name) - 1 else name
+
+    @property
+    def condition(self) -> str:
+        """The condition a file's folder names: a subfolder of the session folder, else the default one."""
+        return self.parts[0] if len(self.parts) > 1 else DEFAULT_CONDITION
+
+
+def _path_order(file: _File) -> tuple[str, ...]:
+    """Files in the order of their paths as the platform compares them (ignoring case on Windows)."""
+    return tuple(map(os.path.normcase, file.parts))
+
+
 def _file_problem(item: Entry) -> str | None:
     if item.kind is Kind.OTHER:
         return "is not a regular file (a pipe, socket or device); remove it from the session folder"
     return unreadable(item.path)
 
 
-def _files(where: _SessionFolder, problems: list[Problem], warnings: list[str]) -> list[Path]:
-    """The session's files, junk left out; unreadable files, odd names and links leaving the root are refused."""
-    listed, pending = [], [where.folder]
+def _files(where: _SessionFolder, problems: list[Problem], warnings: list[str]) -> list[_File]:
+    """The session's files in path order, junk left out; unreadable files, odd names and links leaving the root
+    are refused."""
+    listed: list[_File] = []
+    pending: list[tuple[str, tuple[str, ...]]] = [(str(where.folder), ())]
+    config = os.path.join(where.folder, CONFIG_NAME)
     while pending:
-        folder = pending.pop()
+        folder, parts = pending.pop()
         for item in entries(folder, where.root, problems):
-            if folder == where.folder and item.path.name == CONFIG_NAME:
+            if item.path == config:
                 continue
             if item.kind is Kind.FOLDER and item.linked:
                 warnings.append(f"{display(item.path, where.root)}: linked folder not followed")
             elif item.kind is Kind.FOLDER:
-                pending.append(item.path)
+                pending.append((item.path, (*parts, item.name)))
             elif why := _file_problem(item):
                 problems.append(Problem(display(item.path, where.root), "(file)", why))
             else:
-                listed.append(item.path)
-    return sorted(listed)
+                listed.append(_File((*parts, item.name), item.path))
+    return sorted(listed, key=_path_order)
 
 
-def _case_warning(path: Path, trial: str, where: _SessionFolder) -> str:
-    return (f"{display(path, where.root)}: taken for trial {trial!r}, whose name differs only in case; "
-            f"rename the file to {trial}{path.suffix} to silence this warning")
+def _case_warning(file: _File, trial: str, where: _SessionFolder) -> str:
+    return (f"{display(file.path, where.root)}: taken for trial {trial!r}, whose name differs only in case; "
+            f"rename the file to {trial}{PurePath(file.name).suffix} to silence this warning")
 
 
-def _undeclared_names(files: list[Path], where: _SessionFolder) -> dict[tuple[str, str], str]:
-    """(condition, case-folded stem) -> trial name, without conditionDefinition; .c3d files name their trial."""
+def _undeclared_names(files: list[_File]) -> dict[tuple[str, str], str]:
+    """(condition, case-folded stem) -> trial name, without conditionDefinition; .c3d files name their trial.
+    `files` are in path order, so the sort keeps it among .c3d files and among the others."""
     names: dict[tuple[str, str], str] = {}
-    for path in sorted(files, key=lambda p: (extension(p.name) != "c3d", p)):
-        at_root = path.parent == where.folder
-        if at_root and extension(path.name) != "c3d":
+    for file in sorted(files, key=lambda f: extension(f.name) != "c3d"):
+        if len(file.parts) == 1 and extension(file.name) != "c3d":
             continue
-        condition = DEFAULT_CONDITION if at_root else path.relative_to(where.folder).parts[0]
-        names.setdefault((condition, key(path.stem).casefold()), path.stem)
+        names.setdefault((file.condition, key(file.stem).casefold()), file.stem)
     return names
 
 
-def _claim(files: list[Path], where: _SessionFolder, config: SessionConfig | None, warnings: list[str]) -> tuple[
-        dict[tuple[str, str], list[Path]], list[Unmapped]]:
-    """Which trial, (condition, trial name), each file belongs to; a match ignoring case is taken, with a warning."""
-    trials: dict[tuple[str, str], list[Path]] = defaultdict(list)
+def _claim(files: list[_File], where: _SessionFolder, config: SessionConfig | None, warnings: list[str]) -> tuple[
+        dict[tuple[str, str], list[_File]], list[Unmapped]]:
+    """Which trial, (condition, trial name), each file belongs to; a match ignoring case is taken, with a warning.
+    Each trial's files keep the path order of `files`."""
+    trials: dict[tuple[str, str], list[_File]] = defaultdict(list)
     unmapped = []
     declaring = config is not None and config.conditions is not None
     exact = {key(t): (c, t) for c, ts in config.conditions.items() for t in ts} if declaring else {}
     declared = {name.casefold(): trial for name, trial in exact.items()}
-    undeclared = {} if declaring else _undeclared_names(files, where)
-    for path in files:
-        folded, ext = key(path.stem).casefold(), extension(path.name)
-        at_root = path.parent == where.folder
-        condition = DEFAULT_CONDITION if at_root else path.relative_to(where.folder).parts[0]
-        trial = exact.get(key(path.stem)) or declared.get(folded) or ((condition, undeclared[(condition, folded)])
-                                         if (condition, folded) in undeclared else None)
+    undeclared = {} if declaring else _undeclared_names(files)
+    for file in files:
+        stem = key(file.stem)
+        folded, ext = stem.casefold(), extension(file.name)
+        condition = file.condition
+        trial = exact.get(stem) or declared.get(folded) or ((condition, undeclared[(condition, folded)])
+                                   if (condition, folded) in undeclared else None)
         if trial is not None:
-            if key(trial[1]) != key(path.stem):
-                warnings.append(_case_warning(path, trial[1], where))
-            trials[trial].append(path)
+            if key(trial[1]) != stem:
+                warnings.append(_case_warning(file, trial[1], where))
+            trials[trial].append(file)
         elif ext in DOCUMENTS:
-            trials[(ADDITIONAL_FILES, path.stem)].append(path)
+            trials[(ADDITIONAL_FILES, file.stem)].append(file)
         elif ext == "zip":
-            trials[(ADDITIONAL_FILES, RAW_MOTION_DATA)].append(path)
+            trials[(ADDITIONAL_FILES, RAW_MOTION_DATA)].append(file)
         else:
             reason = ("no trial of conditionDefinition has this name" if declaring
                       else "not a trial: at the session root only .c3d files and files named like them are trials")
-            unmapped.append(Unmapped(display(path, where.root), reason, str(where.folder.parent)))
+            unmapped.append(Unmapped(display(file.path, where.root), reason, str(where.folder.parent)))
     return trials, unmapped
 
 
-def _trial(condition: str, name: str, paths: list[Path], where: _SessionFolder, config: SessionConfig | None,
-           options: ScanOptions, problems: list[Problem]) -> Trial:
-    seen: dict[str, Path] = {}
+def _trial(condition: str, name: str, claimed: list[_File], where: _SessionFolder, below_root: str,
+           config: SessionConfig | None, options: ScanOptions, problems: list[Problem]) -> Trial:
+    """One trial from its files (in path order: the first of two names alike is kept); `below_root` is the session
+    folder's path below the import root, which starts each file's client id."""
+    seen: dict[str, _File] = {}
     files = []
-    for path in sorted(paths):
-        if key(path.name) in seen:
-            problems.append(Problem(display(path, where.root), "(file)",
-                                    f"trial {name!r} already has a file named {path.name!r} "
-                                    f"({display(seen[key(path.name)], where.root)}); rename one of them"))
+    for file in claimed:
+        if key(file.name) in seen:
+            problems.append(Problem(display(file.path, where.root), "(file)",
+                                    f"trial {name!r} already has a file named {file.name!r} "
+                                    f"({display(seen[key(file.name)].path, where.root)}); rename one of them"))
             continue
-        seen[key(path.name)] = path
-        files.append(DataFile(name=path.name, data_type=data_type(path.name, options.data_types), source=str(path),
-                              client_id=PurePosixPath(path.relative_to(where.root)).as_posix()))
+        seen[key(file.name)] = file
+        files.append(DataFile(name=file.name, data_type=data_type(file.name, options.data_types), source=file.path,
+                              client_id=f"{below_root}/{'/'.join(file.parts)}"))
     representative = (config.representative.get(name, "") if config else "").replace(" ", "")
     return Trial(name=name, condition=condition, files=tuple(files), side=config.sides.get(name) if config else None,
                  representative=tuple(s for s in ("left", "right") if s in representative.split(",")))
@@ -217,12 +251,13 @@ def _config(where: _SessionFolder, problems: list[Problem], warnings: list[str])
     found = entry(path, where.root, problems)
     if found is None:
         return None
+    shown_as = display(path, where.root)
     if found.kind is not Kind.FILE:
-        problems.append(Problem(display(path, where.root), "$", f"is a {found.kind.value}, not a JSON file; "
+        problems.append(Problem(shown_as, "$", f"is a {found.kind.value}, not a JSON file; "
                                 "replace it with the session's settings file or remove it"))
         return None
     try:
-        config = load(path, display(path, where.root))
+        config = load(path, shown_as)
     except InvalidInput as exc:
         problems.extend(exc.problems)
         return None
@@ -233,8 +268,7 @@ def _config(where: _SessionFolder, problems: list[Problem], warnings: list[str])
 def _date(where: _SessionFolder, config: SessionConfig | None, options: ScanOptions, problems: list[Problem],
           warnings: list[str]) -> str | None:
     """The session date; a session without one is a warning, or an error under --require-date."""
-    folder = display(where.folder, where.root)
-    file = config.path if config else folder
+    file = config.path if config else display(where.folder, where.root)
     try:
         day, missing = session_date(config, where.folder.name, file, options.date_format)
     except InvalidInput as exc:
@@ -244,7 +278,7 @@ def _date(where: _SessionFolder, config: SessionConfig | None, options: ScanOpti
         problems.append(Problem(file, "$.session_date" if config else "(folder name)",
                                 f"no session date (--require-date); {missing}"))
     elif day is None:
-        warnings.append(f"{folder}: no session date; {missing}")
+        warnings.append(f"{display(where.folder, where.root)}: no session date; {missing}")
     return day
 
 
@@ -255,26 +289,29 @@ def _session(where: _SessionFolder, options: ScanOptions, problems: list[Problem
     files = _files(where, problems, warnings)
     claimed, left_over = _claim(files, where, config, warnings)
     unmapped.extend(left_over)
-    trials = [_trial(c, t, paths, where, config, options, problems) for (c, t), paths in sorted(claimed.items())]
-    _check_named_trials(config, trials, files, display(where.folder / CONFIG_NAME, where.root), problems)
+    below_root = PurePosixPath(where.folder.relative_to(where.root)).as_posix()
+    trials = [_trial(c, t, paths, where, below_root, config, options, problems)
+              for (c, t), paths in sorted(claimed.items())]
+    _check_named_trials(config, trials, files, problems)
     metadata = {k: v for k, v in (config.session_metadata if config else {}).items() if k != "session_date"}
     return Session(name=where.folder.name, date=day, metadata=metadata, trials=tuple(trials)), config
 
 
-def _nearest(name: str, files: list[Path], taken: set[str]) -> str:
+def _nearest(name: str, files: list[_File], taken: set[str]) -> str:
     """`; similar file names found: Walk3.c3d, Wlak03.c3d` — files no trial took that the user may have meant."""
     folded = {t.casefold() for t in taken}
-    free = [p for p in files if key(p.stem).casefold() not in folded]
-    close = difflib.get_close_matches(name, sorted({p.stem for p in free}), n=3, cutoff=0.6)
-    names = [p.name for stem in close for p in sorted(free) if p.stem == stem]
+    free = [f for f in files if key(f.stem).casefold() not in folded]
+    close = difflib.get_close_matches(name, sorted({f.stem for f in free}), n=3, cutoff=0.6)
+    names = [f.name for stem in close for f in free if f.stem == stem]
     return f"; similar file names found: {', '.join(names[:5])}" if names else ""
 
 
-def _check_named_trials(config: SessionConfig | None, trials: list[Trial], files: list[Path], file: str,
+def _check_named_trials(config: SessionConfig | None, trials: list[Trial], files: list[_File],
                         problems: list[Problem]) -> None:
     """Declared trials need a file; options may name only trials that exist."""
     if config is None:
         return
+    file = config.path
     present = {key(t.name) for t in trials}
     for condition, names in (config.conditions or {}).items():
         for i, name in enumerate(names):
