@@ -12,16 +12,16 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path, PurePath, PurePosixPath
+from typing import NamedTuple
 
 from .paths import inside, is_utf8, not_utf8_message, shown
 from .spec import Problem
 
 JUNK = {".DS_Store", "Thumbs.db", "desktop.ini", "ehthumbs.db"}
 _MAX_HOPS = 40  # the kernel's own limit on links followed in one lookup
+_READ_ONLY = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)  # a FIFO's open must not block
 
 
 class Kind(Enum):
@@ -30,13 +30,10 @@ class Kind(Enum):
     OTHER = "other"  # a pipe, socket or device: never data, and reading one can block forever
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A usable entry of a folder: its path as listed (below the root), what it is, and whether it is a link.
-
-    The path is a plain string: a lab lists hundreds of thousands of files, and a `Path` object for each would cost
-    more than listing them.
-    """
+class Entry(NamedTuple):
+    """A usable entry of a folder: its path as listed (below the root), its name, what it is, and whether it is a
+    link. Plain strings in a tuple: a lab lists hundreds of thousands of files, and a `Path` object for each would
+    cost more than listing them."""
 
     path: str
     name: str
@@ -108,10 +105,11 @@ def _listed_kind(item: os.DirEntry) -> Kind:
     return Kind.FILE if item.is_file(follow_symlinks=False) else Kind.OTHER
 
 
-def _usable(path: str, name: str, linked: bool, kind: Callable[[], Kind], root: Path,
+def _usable(path: str, name: str, linked: bool, listed: os.DirEntry | None, root: Path,
             problems: list[Problem]) -> Entry | None:
     """The entry, or None with the reason added to `problems`: a name that is not UTF-8, a link that may not be
-    followed, or one that cannot be looked at."""
+    followed, or one that cannot be looked at. `listed` is the folder listing's entry, which says what an entry
+    that is not a link is without a stat."""
     if not is_utf8(name):
         problems.append(Problem(display(path, root), "(name)", not_utf8_message()))
         return None
@@ -120,7 +118,7 @@ def _usable(path: str, name: str, linked: bool, kind: Callable[[], Kind], root: 
         problems.append(Problem(display(path, root), *refused))
         return None
     try:
-        return Entry(path, name, kind(), linked)
+        return Entry(path, name, _listed_kind(listed) if listed is not None and not linked else _kind(path), linked)
     except OSError as exc:
         problems.append(Problem(display(path, root), "(file)", _reason(exc, "folder or file")))
         return None
@@ -128,17 +126,7 @@ def _usable(path: str, name: str, linked: bool, kind: Callable[[], Kind], root: 
 
 def entry(path: Path, root: Path, problems: list[Problem]) -> Entry | None:
     """One entry named by its path (a session's config file)."""
-    listed = str(path)
-    return _usable(listed, path.name, path.is_symlink(), lambda: _kind(listed), root, problems)
-
-
-def _entry_of(item: os.DirEntry, root: Path, problems: list[Problem]) -> Entry | None:
-    try:
-        linked = item.is_symlink()
-    except OSError:
-        linked = False  # what `Path.is_symlink` says of an entry it cannot look at; stat then reports it
-    return _usable(item.path, item.name, linked, (lambda: _kind(item.path)) if linked else (lambda: _listed_kind(item)),
-                   root, problems)
+    return _usable(str(path), path.name, path.is_symlink(), None, root, problems)
 
 
 def entries(folder: str | Path, root: Path, problems: list[Problem]) -> list[Entry]:
@@ -149,7 +137,7 @@ def entries(folder: str | Path, root: Path, problems: list[Problem]) -> list[Ent
     except OSError as exc:
         problems.append(Problem(display(folder, root), "(folder)", _reason(exc, "folder")))
         return []
-    found = [_entry_of(item, root, problems) for item in items]
+    found = [_usable(item.path, item.name, item.is_symlink(), item, root, problems) for item in items]
     return [e for e in found if e is not None]
 
 
@@ -161,7 +149,7 @@ def folders(folder: Path, root: Path, problems: list[Problem]) -> list[Path]:
 def unreadable(path: str | Path) -> str | None:
     """Why a data file cannot be read, or None: checked at validate time, so plan and apply find no surprise."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        descriptor = os.open(path, _READ_ONLY)
     except OSError as exc:
         return _reason(exc, "file")
     os.close(descriptor)

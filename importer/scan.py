@@ -230,13 +230,14 @@ def _trial(condition: str, name: str, claimed: list[_File], where: _SessionFolde
     seen: dict[str, _File] = {}
     files = []
     for file in claimed:
-        if key(file.name) in seen:
+        file_name = file.name
+        if (alike := key(file_name)) in seen:
             problems.append(Problem(display(file.path, where.root), "(file)",
-                                    f"trial {name!r} already has a file named {file.name!r} "
-                                    f"({display(seen[key(file.name)].path, where.root)}); rename one of them"))
+                                    f"trial {name!r} already has a file named {file_name!r} "
+                                    f"({display(seen[alike].path, where.root)}); rename one of them"))
             continue
-        seen[key(file.name)] = file
-        files.append(DataFile(name=file.name, data_type=data_type(file.name, options.data_types), source=file.path,
+        seen[alike] = file
+        files.append(DataFile(name=file_name, data_type=data_type(file_name, options.data_types), source=file.path,
                               client_id=f"{below_root}/{'/'.join(file.parts)}"))
     representative = (config.representative.get(name, "") if config else "").replace(" ", "")
     return Trial(name=name, condition=condition, files=tuple(files), side=config.sides.get(name) if config else None,

@@ -110,10 +110,13 @@ def _by_section() -> bool:
     return schema.get("type") == "object" and set(schema) <= _ONE_KEY_AT_A_TIME
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True)  # what json.dumps(..., sort_keys=True) builds on every call
+
+
 def _sections(document: dict[str, Any]) -> dict[str, str]:
     """Each top-level key with its value as `"key": value` in canonical JSON, in key order: joined with ", " inside
     braces they are `json.dumps(document, sort_keys=True)`."""
-    return {name: f"{json.dumps(name)}: {json.dumps(document[name], sort_keys=True)}" for name in sorted(document)}
+    return {name: f"{_CANONICAL.encode(name)}: {_CANONICAL.encode(document[name])}" for name in sorted(document)}
 
 
 def _schema_problems(document: dict[str, Any], sections: dict[str, str], file: str) -> list[Problem]:
