@@ -46,10 +46,19 @@ def is_junk(name: str) -> bool:
     return name.startswith(".") or name.startswith("~$") or name in JUNK
 
 
+def below(path: str | PurePath, folder: Path) -> str:
+    """The path relative to `folder`, names joined by "/" (client ids, paths in messages); raises ValueError when it
+    is not below. A path listed below the folder is cut from the strings alone, with no `Path` object."""
+    text, start = os.fspath(path), os.path.join(folder, "")
+    if text.startswith(start):
+        return text[len(start):].replace(os.sep, "/")
+    return PurePosixPath(Path(path).relative_to(folder)).as_posix()
+
+
 def display(path: str | PurePath, root: Path) -> str:
     """The path as the user knows it (from the root folder's name down), odd bytes escaped."""
     try:
-        return shown(PurePosixPath(Path(path).relative_to(root.parent)).as_posix())
+        return shown(below(path, root.parent))
     except ValueError:
         return shown(path)
 

@@ -15,12 +15,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath, PurePosixPath
+from pathlib import Path, PurePath
 from typing import Any, NamedTuple, Protocol
 
 from . import dates
 from .errors import InputError
-from .folders import Entry, Kind, display, entries, entry, folders, root_problem, unreadable
+from .folders import Entry, Kind, below, display, entries, entry, folders, root_problem, unreadable
 from .model import (
     ADDITIONAL_FILES,
     DEFAULT_CONDITION,
@@ -87,8 +87,8 @@ def extension(name: str) -> str:
     return name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
 
-def data_type(name: str, overrides: dict[str, str]) -> str:
-    ext = extension(name)
+def data_type(ext: str, overrides: dict[str, str]) -> str:
+    """The data type of files with this extension."""
     return overrides.get(ext) or DATA_TYPES.get(ext, "raw")
 
 
@@ -119,26 +119,22 @@ def session_folders(paths: list[Path], layout: str, problems: list[Problem]) -> 
             case _:
                 found += [_SessionFolder(path, s) for subject in folders(path, path, problems)
                           for s in folders(subject, path, problems)]
-    return sorted(set(found), key=lambda s: s.folder)
+    return sorted(dict.fromkeys(found), key=lambda s: s.folder)  # listed in order: the sort only checks it
 
 
 class _File(NamedTuple):
     """A file of a session folder: the names from the session folder down to it (`("Walk01.c3d",)`,
-    `("Shod", "Walk01.c3d")`) and its path as listed. Plain strings: a lab has hundreds of thousands of files."""
+    `("Shod", "Walk01.c3d")`), its path as listed, and its name's stem (as `Path.stem` has it) and extension, read
+    once. Plain strings: a lab has hundreds of thousands of files."""
 
     parts: tuple[str, ...]
     path: str
+    stem: str
+    ext: str
 
     @property
     def name(self) -> str:
         return self.parts[-1]
-
-    @property
-    def stem(self) -> str:
-        """The name without its last extension, as `Path.stem` has it."""
-        name = self.parts[-1]
-        dot = name.rfind(".")
-        return name[:dot] if 0 < dot < len(name) - 1 else name
 
     @property
     def condition(self) -> str:
@@ -146,9 +142,17 @@ class _File(NamedTuple):
         return self.parts[0] if len(self.parts) > 1 else DEFAULT_CONDITION
 
 
-def _path_order(file: _File) -> tuple[str, ...]:
-    """Files in the order of their paths as the platform compares them (ignoring case on Windows)."""
-    return tuple(map(os.path.normcase, file.parts))
+def _file(parts: tuple[str, ...], path: str) -> _File:
+    name = parts[-1]
+    dot = name.rfind(".")
+    return _File(parts, path, name[:dot] if 0 < dot < len(name) - 1 else name, extension(name))
+
+
+def _in_path_order(files: list[_File]) -> list[_File]:
+    """Files in the order of their paths as the platform compares them: name by name, ignoring case on Windows."""
+    if os.path.normcase("A") == "A":
+        return sorted(files)  # by `parts` first, and no two files have the same
+    return sorted(files, key=lambda f: tuple(map(os.path.normcase, f.parts)))
 
 
 def _file_problem(item: Entry) -> str | None:
@@ -175,8 +179,8 @@ def _files(where: _SessionFolder, problems: list[Problem], warnings: list[str]) 
             elif why := _file_problem(item):
                 problems.append(Problem(display(item.path, where.root), "(file)", why))
             else:
-                listed.append(_File((*parts, item.name), item.path))
-    return sorted(listed, key=_path_order)
+                listed.append(_file((*parts, item.name), item.path))
+    return _in_path_order(listed)
 
 
 def _case_warning(file: _File, trial: str, where: _SessionFolder) -> str:
@@ -188,8 +192,8 @@ def _undeclared_names(files: list[_File]) -> dict[tuple[str, str], str]:
     """(condition, case-folded stem) -> trial name, without conditionDefinition; .c3d files name their trial.
     `files` are in path order, so the sort keeps it among .c3d files and among the others."""
     names: dict[tuple[str, str], str] = {}
-    for file in sorted(files, key=lambda f: extension(f.name) != "c3d"):
-        if len(file.parts) == 1 and extension(file.name) != "c3d":
+    for file in sorted(files, key=lambda f: f.ext != "c3d"):
+        if len(file.parts) == 1 and file.ext != "c3d":
             continue
         names.setdefault((file.condition, key(file.stem).casefold()), file.stem)
     return names
@@ -207,7 +211,7 @@ def _claim(files: list[_File], where: _SessionFolder, config: SessionConfig | No
     undeclared = {} if declaring else _undeclared_names(files)
     for file in files:
         stem = key(file.stem)
-        folded, ext = stem.casefold(), extension(file.name)
+        folded, ext = stem.casefold(), file.ext
         condition = file.condition
         trial = exact.get(stem) or declared.get(folded) or ((condition, undeclared[(condition, folded)])
                                    if (condition, folded) in undeclared else None)
@@ -240,7 +244,7 @@ def _trial(condition: str, name: str, claimed: list[_File], where: _SessionFolde
                                     f"({display(seen[alike].path, where.root)}); rename one of them"))
             continue
         seen[alike] = file
-        files.append(DataFile(name=file_name, data_type=data_type(file_name, options.data_types), source=file.path,
+        files.append(DataFile(name=file_name, data_type=data_type(file.ext, options.data_types), source=file.path,
                               client_id=f"{below_root}/{'/'.join(file.parts)}"))
     representative = (config.representative.get(name, "") if config else "").replace(" ", "")
     return Trial(name=name, condition=condition, files=tuple(files), side=config.sides.get(name) if config else None,
@@ -293,7 +297,7 @@ def _session(where: _SessionFolder, options: ScanOptions, problems: list[Problem
     files = _files(where, problems, warnings)
     claimed, left_over = _claim(files, where, config, warnings)
     unmapped.extend(left_over)
-    below_root = PurePosixPath(where.folder.relative_to(where.root)).as_posix()
+    below_root = below(where.folder, where.root)
     trials = [_trial(c, t, paths, where, below_root, config, options, problems)
               for (c, t), paths in sorted(claimed.items())]
     _check_named_trials(config, trials, files, problems)
