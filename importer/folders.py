@@ -134,8 +134,13 @@ def _usable(path: str, name: str, linked: bool, listed: os.DirEntry | None, root
 
 
 def entry(path: Path, root: Path, problems: list[Problem]) -> Entry | None:
-    """One entry named by its path (a session's config file)."""
-    return _usable(str(path), path.name, path.is_symlink(), None, root, problems)
+    """One entry named by its path (a session's config file): None when there is none, as `os.path.lexists` has
+    it, or when it may not be used (with the problem)."""
+    try:
+        linked = stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return None
+    return _usable(str(path), path.name, linked, None, root, problems)
 
 
 def entries(folder: str | Path, root: Path, problems: list[Problem]) -> list[Entry]:

@@ -254,8 +254,6 @@ def _trial(condition: str, name: str, claimed: list[_File], where: _SessionFolde
 def _config(where: _SessionFolder, problems: list[Problem], warnings: list[str]) -> SessionConfig | None:
     """The session's config file, if it is a readable JSON file inside the root; else a problem naming it."""
     path = where.folder / CONFIG_NAME
-    if not os.path.lexists(path):
-        return None
     found = entry(path, where.root, problems)
     if found is None:
         return None
@@ -478,12 +476,16 @@ def _set_aside(scanned: list[_Scanned], warnings: list[str]) -> tuple[list[Subje
 @contextmanager
 def _cycle_collector_paused() -> Iterator[None]:
     """The scan makes hundreds of thousands of small objects and no reference cycles, yet the cycle collector
-    would walk the growing tree again and again while it is made (a quarter of a large lab's scan): it waits."""
+    would walk the growing tree again and again while it is made (a quarter of a large lab's scan): it waits, and
+    what was made then goes straight to the oldest generation (freeze, unfreeze) instead of being walked once more
+    as young objects."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
+        gc.unfreeze()
         if was_enabled:
             gc.enable()
 
