@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path, PurePath
 from typing import Any, NamedTuple, Protocol
 
@@ -216,7 +217,7 @@ def _claim(files: list[_File], where: _SessionFolder, config: SessionConfig | No
         trial = exact.get(stem) or declared.get(folded) or ((condition, undeclared[(condition, folded)])
                                    if (condition, folded) in undeclared else None)
         if trial is not None:
-            if key(trial[1]) != stem:
+            if trial[1] != stem and key(trial[1]) != stem:
                 warnings.append(_case_warning(file, trial[1], where))
             trials[trial].append(file)
         elif ext in DOCUMENTS:
@@ -246,9 +247,15 @@ def _trial(condition: str, name: str, claimed: list[_File], where: _SessionFolde
         seen[alike] = file
         files.append(DataFile(name=file_name, data_type=data_type(file.ext, options.data_types), source=file.path,
                               client_id=f"{below_root}/{'/'.join(file.parts)}"))
-    representative = (config.representative.get(name, "") if config else "").replace(" ", "")
     return Trial(name=name, condition=condition, files=tuple(files), side=config.sides.get(name) if config else None,
-                 representative=tuple(s for s in ("left", "right") if s in representative.split(",")))
+                 representative=_sides(config.representative.get(name, "") if config else ""))
+
+
+@cache
+def _sides(representative: str) -> tuple[str, ...]:
+    """`("left", "right")` of representativeTrials' "left, right"; a lab writes few different values."""
+    listed = representative.replace(" ", "").split(",")
+    return tuple(s for s in ("left", "right") if s in listed)
 
 
 def _config(where: _SessionFolder, problems: list[Problem], warnings: list[str]) -> SessionConfig | None:
