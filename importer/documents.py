@@ -32,12 +32,24 @@ def json_path(parts: Iterable[str | int]) -> str:
     return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
 
 
+def _inlined(node: Any, defs: dict[str, Any]) -> Any:
+    """`node` with every bare `{"$ref": "#/$defs/NAME"}` replaced by that definition, so jsonschema follows no
+    reference while it validates (looking them up was a third of a config's check); the schemas' definitions are
+    not recursive."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if len(node) == 1 and isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inlined(defs[ref.removeprefix("#/$defs/")], defs)
+        return {name: _inlined(value, defs) for name, value in node.items()}
+    return [_inlined(value, defs) for value in node] if isinstance(node, list) else node
+
+
 @cache
 def validator(schema: str) -> jsonschema.protocols.Validator:
-    """The validator of one of `schemas/`, with format checks (dates) on."""
+    """The validator of one of `schemas/`, built once, with format checks (dates) on."""
     document = json.loads(resources.files("importer").joinpath(f"schemas/{schema}").read_text())
     cls = jsonschema.validators.validator_for(document)
-    return cls(document, format_checker=cls.FORMAT_CHECKER)
+    return cls(_inlined(document, document.get("$defs", {})), format_checker=cls.FORMAT_CHECKER)
 
 
 def _depth(document: Any) -> int:
@@ -76,7 +88,7 @@ def parse(path: Path) -> Any:
         raise Unreadable(f"line {exc.lineno} column {exc.colno}", f"not valid JSON: {exc.msg}") from None
     except RecursionError:
         raise Unreadable("$", _TOO_DEEP) from None
-    if _depth(document) > MAX_DEPTH:
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(document) > MAX_DEPTH:  # each level opens one
         raise Unreadable("$", _TOO_DEEP)
     return document
 

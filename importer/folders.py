@@ -12,15 +12,16 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
+from typing import NamedTuple
 
 from .paths import inside, is_utf8, not_utf8_message, shown
 from .spec import Problem
 
 JUNK = {".DS_Store", "Thumbs.db", "desktop.ini", "ehthumbs.db"}
 _MAX_HOPS = 40  # the kernel's own limit on links followed in one lookup
+_READ_ONLY = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)  # a FIFO's open must not block
 
 
 class Kind(Enum):
@@ -29,11 +30,13 @@ class Kind(Enum):
     OTHER = "other"  # a pipe, socket or device: never data, and reading one can block forever
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A usable entry of a folder: its path as listed (below the root), what it is, and whether it is a link."""
+class Entry(NamedTuple):
+    """A usable entry of a folder: its path as listed (below the root), its name, what it is, and whether it is a
+    link. Plain strings in a tuple: a lab lists hundreds of thousands of files, and a `Path` object for each would
+    cost more than listing them."""
 
-    path: Path
+    path: str
+    name: str
     kind: Kind
     linked: bool = False
 
@@ -43,10 +46,19 @@ def is_junk(name: str) -> bool:
     return name.startswith(".") or name.startswith("~$") or name in JUNK
 
 
-def display(path: Path, root: Path) -> str:
+def below(path: str | PurePath, folder: Path) -> str:
+    """The path relative to `folder`, names joined by "/" (client ids, paths in messages); raises ValueError when it
+    is not below. A path listed below the folder is cut from the strings alone, with no `Path` object."""
+    text, start = os.fspath(path), os.path.join(folder, "")
+    if text.startswith(start):
+        return text[len(start):].replace(os.sep, "/")
+    return PurePosixPath(Path(path).relative_to(folder)).as_posix()
+
+
+def display(path: str | PurePath, root: Path) -> str:
     """The path as the user knows it (from the root folder's name down), odd bytes escaped."""
     try:
-        return shown(PurePosixPath(path.relative_to(root.parent)).as_posix())
+        return shown(below(path, root.parent))
     except ValueError:
         return shown(path)
 
@@ -73,13 +85,13 @@ def _chain(path: Path, root: Path) -> str:
     return " → ".join(hops)
 
 
-def _link_problem(path: Path, root: Path) -> tuple[str, str] | None:
+def _link_problem(path: str, root: Path) -> tuple[str, str] | None:
     """(what, why) a link may not be followed, or None when its final target is inside the root."""
     try:
         target = Path(os.path.realpath(path, strict=True))
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return "(link)", f"is a link loop ({_chain(path, root)}); remove one of the links"
+            return "(link)", f"is a link loop ({_chain(Path(path), root)}); remove one of the links"
         if exc.errno == errno.ENOENT:
             return "(link)", f"is a broken link (to {shown(os.readlink(path))}); remove it or restore its target"
         return "(link)", _reason(exc, "link")
@@ -89,48 +101,69 @@ def _link_problem(path: Path, root: Path) -> tuple[str, str] | None:
     return None
 
 
-def _kind(path: Path) -> Kind:
+def _kind(path: str) -> Kind:
+    """What a path is, after its links."""
     mode = os.stat(path).st_mode
     return Kind.FOLDER if stat.S_ISDIR(mode) else Kind.FILE if stat.S_ISREG(mode) else Kind.OTHER
 
 
-def entry(path: Path, root: Path, problems: list[Problem]) -> Entry | None:
-    what = "folder or file"
-    if not is_utf8(path.name):
+def _listed_kind(item: os.DirEntry) -> Kind:
+    """What a listed entry that is not a link is, from the listing itself (no stat on most file systems)."""
+    if item.is_dir(follow_symlinks=False):
+        return Kind.FOLDER
+    return Kind.FILE if item.is_file(follow_symlinks=False) else Kind.OTHER
+
+
+def _usable(path: str, name: str, linked: bool, listed: os.DirEntry | None, root: Path,
+            problems: list[Problem]) -> Entry | None:
+    """The entry, or None with the reason added to `problems`: a name that is not UTF-8, a link that may not be
+    followed, or one that cannot be looked at. `listed` is the folder listing's entry, which says what an entry
+    that is not a link is without a stat."""
+    if not is_utf8(name):
         problems.append(Problem(display(path, root), "(name)", not_utf8_message()))
         return None
-    linked = path.is_symlink()
     refused = _link_problem(path, root) if linked else None
     if refused:
         problems.append(Problem(display(path, root), *refused))
         return None
     try:
-        return Entry(path, _kind(path), linked)
+        return Entry(path, name, _listed_kind(listed) if listed is not None and not linked else _kind(path), linked)
     except OSError as exc:
-        problems.append(Problem(display(path, root), "(file)", _reason(exc, what)))
+        problems.append(Problem(display(path, root), "(file)", _reason(exc, "folder or file")))
         return None
 
 
-def entries(folder: Path, root: Path, problems: list[Problem]) -> list[Entry]:
+def entry(path: Path, root: Path, problems: list[Problem]) -> Entry | None:
+    """One entry named by its path (a session's config file): None when there is none, as `os.path.lexists` has
+    it, or when it may not be used (with the problem)."""
+    try:
+        linked = stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return None
+    return _usable(str(path), path.name, linked, None, root, problems)
+
+
+def entries(folder: str | Path, root: Path, problems: list[Problem]) -> list[Entry]:
     """The folder's usable entries, sorted, junk left out; every unusable one is added to `problems`."""
     try:
-        names = sorted(os.listdir(folder))
+        with os.scandir(folder) as listing:
+            items = sorted((item for item in listing if not is_junk(item.name)), key=lambda item: item.name)
     except OSError as exc:
         problems.append(Problem(display(folder, root), "(folder)", _reason(exc, "folder")))
         return []
-    found = [entry(folder / name, root, problems) for name in names if not is_junk(name)]
+    found = [_usable(item.path, item.name, item.is_symlink(), item, root, problems) for item in items]
     return [e for e in found if e is not None]
 
 
 def folders(folder: Path, root: Path, problems: list[Problem]) -> list[Path]:
     """The subfolders (links to folders inside the root included)."""
-    return [e.path for e in entries(folder, root, problems) if e.kind is Kind.FOLDER]
+    return [Path(e.path) for e in entries(folder, root, problems) if e.kind is Kind.FOLDER]
 
 
-def unreadable(path: Path) -> str | None:
+def unreadable(path: str | Path) -> str | None:
     """Why a data file cannot be read, or None: checked at validate time, so plan and apply find no surprise."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        descriptor = os.open(path, _READ_ONLY)
     except OSError as exc:
         return _reason(exc, "file")
     os.close(descriptor)

@@ -18,8 +18,8 @@ COMPLETE = "Complete"
 
 
 def key(name: str) -> str:
-    """The one normaliser for matching names on both sides (Unicode NFC)."""
-    return unicodedata.normalize("NFC", name)
+    """The one normaliser for matching names on both sides (Unicode NFC; ASCII names are NFC already)."""
+    return name if name.isascii() else unicodedata.normalize("NFC", name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ def shown(path: str | PurePath) -> str:
 
 def is_utf8(name: str) -> bool:
     """Whether the name came from valid UTF-8 bytes (no surrogates left by the file system decoding)."""
+    if name.isascii():  # most names, told apart at once
+        return True
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import gc
 import json
 import os
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from functools import cache
+from pathlib import Path, PurePath
+from typing import Any, NamedTuple, Protocol
 
 from . import dates
 from .errors import InputError
-from .folders import Entry, Kind, display, entries, entry, folders, root_problem, unreadable
+from .folders import Entry, Kind, below, display, entries, entry, folders, root_problem, unreadable
 from .model import (
     ADDITIONAL_FILES,
     DEFAULT_CONDITION,
@@ -100,8 +104,8 @@ def extension(name: str) -> str:
     return name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
 
-def data_type(name: str, overrides: dict[str, str]) -> str:
-    ext = extension(name)
+def data_type(ext: str, overrides: dict[str, str]) -> str:
+    """The data type of files with this extension."""
     return overrides.get(ext) or DATA_TYPES.get(ext, "raw")
 
 
@@ -132,7 +136,40 @@ def session_folders(paths: list[Path], layout: str, problems: list[Problem]) -> 
             case _:
                 found += [_SessionFolder(path, s) for subject in folders(path, path, problems)
                           for s in folders(subject, path, problems)]
-    return sorted(set(found), key=lambda s: s.folder)
+    return sorted(dict.fromkeys(found), key=lambda s: s.folder)  # listed in order: the sort only checks it
+
+
+class _File(NamedTuple):
+    """A file of a session folder: the names from the session folder down to it (`("Walk01.c3d",)`,
+    `("Shod", "Walk01.c3d")`), its path as listed, and its name's stem (as `Path.stem` has it) and extension, read
+    once. Plain strings: a lab has hundreds of thousands of files."""
+
+    parts: tuple[str, ...]
+    path: str
+    stem: str
+    ext: str
+
+    @property
+    def name(self) -> str:
+        return self.parts[-1]
+
+    @property
+    def condition(self) -> str:
+        """The condition a file's folder names: a subfolder of the session folder, else the default one."""
+        return self.parts[0] if len(self.parts) > 1 else DEFAULT_CONDITION
+
+
+def _file(parts: tuple[str, ...], path: str) -> _File:
+    name = parts[-1]
+    dot = name.rfind(".")
+    return _File(parts, path, name[:dot] if 0 < dot < len(name) - 1 else name, extension(name))
+
+
+def _in_path_order(files: list[_File]) -> list[_File]:
+    """Files in the order of their paths as the platform compares them: name by name, ignoring case on Windows."""
+    if os.path.normcase("A") == "A":
+        return sorted(files)  # by `parts` first, and no two files have the same
+    return sorted(files, key=lambda f: tuple(map(os.path.normcase, f.parts)))
 
 
 def _file_problem(item: Entry) -> str | None:
@@ -141,104 +178,115 @@ def _file_problem(item: Entry) -> str | None:
     return unreadable(item.path)
 
 
-def _files(where: _SessionFolder, problems: list[Problem], warnings: list[str]) -> list[Path]:
-    """The session's files, junk left out; unreadable files, odd names and links leaving the root are refused."""
-    listed, pending = [], [where.folder]
+def _files(where: _SessionFolder, problems: list[Problem], warnings: list[str]) -> list[_File]:
+    """The session's files in path order, junk left out; unreadable files, odd names and links leaving the root
+    are refused."""
+    listed: list[_File] = []
+    pending: list[tuple[str, tuple[str, ...]]] = [(str(where.folder), ())]
+    config = os.path.join(where.folder, CONFIG_NAME)
     while pending:
-        folder = pending.pop()
+        folder, parts = pending.pop()
         for item in entries(folder, where.root, problems):
-            if folder == where.folder and item.path.name == CONFIG_NAME:
+            if item.path == config:
                 continue
             if item.kind is Kind.FOLDER and item.linked:
                 warnings.append(f"{display(item.path, where.root)}: linked folder not followed")
             elif item.kind is Kind.FOLDER:
-                pending.append(item.path)
+                pending.append((item.path, (*parts, item.name)))
             elif why := _file_problem(item):
                 problems.append(Problem(display(item.path, where.root), "(file)", why))
             else:
-                listed.append(item.path)
-    return sorted(listed)
+                listed.append(_file((*parts, item.name), item.path))
+    return _in_path_order(listed)
 
 
-def _case_warning(path: Path, trial: str, where: _SessionFolder) -> str:
-    return (f"{display(path, where.root)}: taken for trial {trial!r}, whose name differs only in case; "
-            f"rename the file to {trial}{path.suffix} to silence this warning")
+def _case_warning(file: _File, trial: str, where: _SessionFolder) -> str:
+    return (f"{display(file.path, where.root)}: taken for trial {trial!r}, whose name differs only in case; "
+            f"rename the file to {trial}{PurePath(file.name).suffix} to silence this warning")
 
 
-def _undeclared_names(files: list[Path], where: _SessionFolder) -> dict[tuple[str, str], str]:
-    """(condition, case-folded stem) -> trial name, without conditionDefinition; .c3d files name their trial."""
+def _undeclared_names(files: list[_File]) -> dict[tuple[str, str], str]:
+    """(condition, case-folded stem) -> trial name, without conditionDefinition; .c3d files name their trial.
+    `files` are in path order, so the sort keeps it among .c3d files and among the others."""
     names: dict[tuple[str, str], str] = {}
-    for path in sorted(files, key=lambda p: (extension(p.name) != "c3d", p)):
-        at_root = path.parent == where.folder
-        if at_root and extension(path.name) != "c3d":
+    for file in sorted(files, key=lambda f: f.ext != "c3d"):
+        if len(file.parts) == 1 and file.ext != "c3d":
             continue
-        condition = DEFAULT_CONDITION if at_root else path.relative_to(where.folder).parts[0]
-        names.setdefault((condition, key(path.stem).casefold()), path.stem)
+        names.setdefault((file.condition, key(file.stem).casefold()), file.stem)
     return names
 
 
-def _claim(files: list[Path], where: _SessionFolder, config: SessionConfig | None, warnings: list[str]) -> tuple[
-        dict[tuple[str, str], list[Path]], list[Unmapped]]:
-    """Which trial, (condition, trial name), each file belongs to; a match ignoring case is taken, with a warning."""
-    trials: dict[tuple[str, str], list[Path]] = defaultdict(list)
+def _claim(files: list[_File], where: _SessionFolder, config: SessionConfig | None, warnings: list[str]) -> tuple[
+        dict[tuple[str, str], list[_File]], list[Unmapped]]:
+    """Which trial, (condition, trial name), each file belongs to; a match ignoring case is taken, with a warning.
+    Each trial's files keep the path order of `files`."""
+    trials: dict[tuple[str, str], list[_File]] = defaultdict(list)
     unmapped = []
     declaring = config is not None and config.conditions is not None
     exact = {key(t): (c, t) for c, ts in config.conditions.items() for t in ts} if declaring else {}
     declared = {name.casefold(): trial for name, trial in exact.items()}
-    undeclared = {} if declaring else _undeclared_names(files, where)
-    for path in files:
-        folded, ext = key(path.stem).casefold(), extension(path.name)
-        at_root = path.parent == where.folder
-        condition = DEFAULT_CONDITION if at_root else path.relative_to(where.folder).parts[0]
-        trial = exact.get(key(path.stem)) or declared.get(folded) or ((condition, undeclared[(condition, folded)])
-                                         if (condition, folded) in undeclared else None)
+    undeclared = {} if declaring else _undeclared_names(files)
+    for file in files:
+        stem = key(file.stem)
+        folded, ext = stem.casefold(), file.ext
+        condition = file.condition
+        trial = exact.get(stem) or declared.get(folded) or ((condition, undeclared[(condition, folded)])
+                                   if (condition, folded) in undeclared else None)
         if trial is not None:
-            if key(trial[1]) != key(path.stem):
-                warnings.append(_case_warning(path, trial[1], where))
-            trials[trial].append(path)
+            if trial[1] != stem and key(trial[1]) != stem:
+                warnings.append(_case_warning(file, trial[1], where))
+            trials[trial].append(file)
         elif ext in DOCUMENTS:
-            trials[(ADDITIONAL_FILES, path.stem)].append(path)
+            trials[(ADDITIONAL_FILES, file.stem)].append(file)
         elif ext == "zip":
-            trials[(ADDITIONAL_FILES, RAW_MOTION_DATA)].append(path)
+            trials[(ADDITIONAL_FILES, RAW_MOTION_DATA)].append(file)
         else:
             reason = ("no trial of conditionDefinition has this name" if declaring
                       else "not a trial: at the session root only .c3d files and files named like them are trials")
-            unmapped.append(Unmapped(display(path, where.root), reason, str(where.folder.parent)))
+            unmapped.append(Unmapped(display(file.path, where.root), reason, str(where.folder.parent)))
     return trials, unmapped
 
 
-def _trial(condition: str, name: str, paths: list[Path], where: _SessionFolder, config: SessionConfig | None,
-           options: ScanOptions, problems: list[Problem]) -> Trial:
-    seen: dict[str, Path] = {}
+def _trial(condition: str, name: str, claimed: list[_File], where: _SessionFolder, below_root: str,
+           config: SessionConfig | None, options: ScanOptions, problems: list[Problem]) -> Trial:
+    """One trial from its files (in path order: the first of two names alike is kept); `below_root` is the session
+    folder's path below the import root, which starts each file's client id."""
+    seen: dict[str, _File] = {}
     files = []
-    for path in sorted(paths):
-        if key(path.name) in seen:
-            problems.append(Problem(display(path, where.root), "(file)",
-                                    f"trial {name!r} already has a file named {path.name!r} "
-                                    f"({display(seen[key(path.name)], where.root)}); rename one of them"))
+    for file in claimed:
+        file_name = file.name
+        if (alike := key(file_name)) in seen:
+            problems.append(Problem(display(file.path, where.root), "(file)",
+                                    f"trial {name!r} already has a file named {file_name!r} "
+                                    f"({display(seen[alike].path, where.root)}); rename one of them"))
             continue
-        seen[key(path.name)] = path
-        files.append(DataFile(name=path.name, data_type=data_type(path.name, options.data_types), source=str(path),
-                              client_id=PurePosixPath(path.relative_to(where.root)).as_posix()))
-    representative = (config.representative.get(name, "") if config else "").replace(" ", "")
+        seen[alike] = file
+        files.append(DataFile(name=file_name, data_type=data_type(file.ext, options.data_types), source=file.path,
+                              client_id=f"{below_root}/{'/'.join(file.parts)}"))
     return Trial(name=name, condition=condition, files=tuple(files), side=config.sides.get(name) if config else None,
-                 representative=tuple(s for s in ("left", "right") if s in representative.split(",")))
+                 representative=_sides(config.representative.get(name, "") if config else ""))
+
+
+@cache
+def _sides(representative: str) -> tuple[str, ...]:
+    """`("left", "right")` of representativeTrials' "left, right"; a lab writes few different values."""
+    listed = representative.replace(" ", "").split(",")
+    return tuple(s for s in ("left", "right") if s in listed)
 
 
 def _config(where: _SessionFolder, problems: list[Problem], warnings: list[str]) -> SessionConfig | None:
     """The session's config file, if it is a readable JSON file inside the root; else a problem naming it."""
     path = where.folder / CONFIG_NAME
-    if not os.path.lexists(path):
-        return None
     found = entry(path, where.root, problems)
     if found is None:
         return None
+    shown_as = display(path, where.root)
     if found.kind is not Kind.FILE:
-        problems.append(Problem(display(path, where.root), "$", f"is a {found.kind.value}, not a JSON file; "
+        problems.append(Problem(shown_as, "$", f"is a {found.kind.value}, not a JSON file; "
                                 "replace it with the session's settings file or remove it"))
         return None
     try:
-        config = load(path, display(path, where.root))
+        config = load(path, shown_as)
     except InvalidInput as exc:
         problems.extend(exc.problems)
         return None
@@ -249,8 +297,7 @@ def _config(where: _SessionFolder, problems: list[Problem], warnings: list[str])
 def _date(where: _SessionFolder, config: SessionConfig | None, options: ScanOptions, problems: list[Problem],
           warnings: list[str]) -> str | None:
     """The session date; a session without one is a warning, or an error under --require-date."""
-    folder = display(where.folder, where.root)
-    file = config.path if config else folder
+    file = config.path if config else display(where.folder, where.root)
     try:
         day, missing = session_date(config, where.folder.name, file, options.date_format)
     except InvalidInput as exc:
@@ -260,7 +307,7 @@ def _date(where: _SessionFolder, config: SessionConfig | None, options: ScanOpti
         problems.append(Problem(file, "$.session_date" if config else "(folder name)",
                                 f"no session date (--require-date); {missing}"))
     elif day is None:
-        warnings.append(f"{folder}: no session date; {missing}")
+        warnings.append(f"{display(where.folder, where.root)}: no session date; {missing}")
     return day
 
 
@@ -271,26 +318,29 @@ def _session(where: _SessionFolder, options: ScanOptions, problems: list[Problem
     files = _files(where, problems, warnings)
     claimed, left_over = _claim(files, where, config, warnings)
     unmapped.extend(left_over)
-    trials = [_trial(c, t, paths, where, config, options, problems) for (c, t), paths in sorted(claimed.items())]
-    _check_named_trials(config, trials, files, display(where.folder / CONFIG_NAME, where.root), problems)
+    below_root = below(where.folder, where.root)
+    trials = [_trial(c, t, paths, where, below_root, config, options, problems)
+              for (c, t), paths in sorted(claimed.items())]
+    _check_named_trials(config, trials, files, problems)
     metadata = {k: v for k, v in (config.session_metadata if config else {}).items() if k != "session_date"}
     return Session(name=where.folder.name, date=day, metadata=metadata, trials=tuple(trials)), config
 
 
-def _nearest(name: str, files: list[Path], taken: set[str]) -> str:
+def _nearest(name: str, files: list[_File], taken: set[str]) -> str:
     """`; similar file names found: Walk3.c3d, Wlak03.c3d` — files no trial took that the user may have meant."""
     folded = {t.casefold() for t in taken}
-    free = [p for p in files if key(p.stem).casefold() not in folded]
-    close = difflib.get_close_matches(name, sorted({p.stem for p in free}), n=3, cutoff=0.6)
-    names = [p.name for stem in close for p in sorted(free) if p.stem == stem]
+    free = [f for f in files if key(f.stem).casefold() not in folded]
+    close = difflib.get_close_matches(name, sorted({f.stem for f in free}), n=3, cutoff=0.6)
+    names = [f.name for stem in close for f in free if f.stem == stem]
     return f"; similar file names found: {', '.join(names[:5])}" if names else ""
 
 
-def _check_named_trials(config: SessionConfig | None, trials: list[Trial], files: list[Path], file: str,
+def _check_named_trials(config: SessionConfig | None, trials: list[Trial], files: list[_File],
                         problems: list[Problem]) -> None:
     """Declared trials need a file; options may name only trials that exist."""
     if config is None:
         return
+    file = config.path
     present = {key(t.name) for t in trials}
     for condition, names in (config.conditions or {}).items():
         for i, name in enumerate(names):
@@ -477,12 +527,32 @@ def _set_aside(scanned: list[_Scanned], settled: list[Settled], warnings: list[s
     return kept, sorted(aside, key=lambda a: a.path)
 
 
-def scan(paths: list[Path], options: ScanOptions | None = None, memory: Memory | None = None, *,
-         settle: bool = True) -> LocalTree:
+@contextmanager
+def _cycle_collector_paused() -> Iterator[None]:
+    """The scan makes hundreds of thousands of small objects and no reference cycles, yet the cycle collector
+    would walk the growing tree again and again while it is made (a quarter of a large lab's scan): it waits, and
+    what was made then goes straight to the oldest generation (freeze, unfreeze) instead of being walked once more
+    as young objects."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+
+
+def scan(paths: list[Path], options: ScanOptions | None = None, memory: Memory | None = None) -> LocalTree:
     """The desired tree of the given folders; raises InvalidInput listing every problem found, unless
     `on_invalid` is "skip", which sets invalid sessions aside instead. Session folders `memory` knows unchanged
-    are not scanned again; with `settle`, subjects whose session folders it knows all unchanged are not read."""
-    options = options or ScanOptions()
+    are not scanned again, and subjects whose session folders it knows all unchanged are not read."""
+    with _cycle_collector_paused():
+        return _scan(paths, options or ScanOptions(), memory)
+
+
+def _scan(paths: list[Path], options: ScanOptions, memory: Memory | None, settle: bool = True) -> LocalTree:
     if options.date_format and (why := dates.format_error(options.date_format)):
         raise InputError(f"--date-format {options.date_format!r}: {why}")
     problems: list[Problem] = []
@@ -506,7 +576,7 @@ def scan(paths: list[Path], options: ScanOptions | None = None, memory: Memory |
             if problems:
                 raise InvalidInput(problems)
     except _Unsettled:
-        return scan(paths, options, memory, settle=False)
+        return _scan(paths, options, memory, settle=False)
     if not listed:
         warnings.append("no session folders found below " + ", ".join(shown(p) for p in paths))
     subjects += [s.subject for s in settled]

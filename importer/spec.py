@@ -11,6 +11,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
@@ -91,12 +92,53 @@ def valid_date(text: str) -> bool:
     return len(text) == 10
 
 
-def check(document: Any, file: str) -> list[Problem]:
-    """Schema violations and cross-check failures of one parsed config."""
-    problems = [Problem(file, json_path(e.absolute_path), _message(e))
-                for e in sorted(validator(CONFIG_SCHEMA).iter_errors(document), key=lambda e: list(e.absolute_path))]
-    if problems or not isinstance(document, dict):
-        return problems
+def _violations(document: Any, file: str) -> list[Problem]:
+    """What the schema finds wrong with a document, in JSON path order."""
+    return [Problem(file, json_path(e.absolute_path), _message(e))
+            for e in sorted(validator(CONFIG_SCHEMA).iter_errors(document), key=lambda e: list(e.absolute_path))]
+
+
+_ONE_KEY_AT_A_TIME = {"type", "properties", "$schema", "$id", "$defs", "$comment", "title", "description"}
+_VALID_SECTIONS: set[str] = set()  # `"key": value` texts (see `_sections`) found valid in this process
+
+
+@cache
+def _by_section() -> bool:
+    """Whether a config's top-level values can be checked one at a time: the schema's top level says only that a
+    config is an object and what each key holds, nothing that spans keys (required, additionalProperties, ...)."""
+    schema = validator(CONFIG_SCHEMA).schema
+    return schema.get("type") == "object" and set(schema) <= _ONE_KEY_AT_A_TIME
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True)  # what json.dumps(..., sort_keys=True) builds on every call
+
+
+def _sections(document: dict[str, Any]) -> dict[str, str]:
+    """Each top-level key with its value as `"key": value` in canonical JSON, in key order: joined with ", " inside
+    braces they are `json.dumps(document, sort_keys=True)`."""
+    return {name: f"{_CANONICAL.encode(name)}: {_CANONICAL.encode(document[name])}" for name in sorted(document)}
+
+
+def _schema_problems(document: dict[str, Any], sections: dict[str, str], file: str) -> list[Problem]:
+    """Schema violations, in JSON path order. Top-level values are checked one at a time when the schema allows, and
+    one found valid before (a protocol's conditions, a subject's metadata in its next session) is not checked again:
+    a lab's configs repeat most of their values."""
+    if not _by_section():
+        return _violations(document, file)
+    problems = []
+    for name, text in sections.items():  # in key order, so in JSON path order
+        if text not in _VALID_SECTIONS:
+            found = _violations({name: document[name]}, file)
+            problems += found
+            if not found:
+                _VALID_SECTIONS.add(text)
+    return problems
+
+
+def _cross_problems(document: dict[str, Any], file: str) -> list[Problem]:
+    """What the schema cannot say: a trial in one condition only, one value per context, options of declared
+    trials."""
+    problems = []
     conditions = document.get("conditionDefinition")
     declared: dict[str, str] = {}
     for condition, trials in (conditions or {}).items():
@@ -185,11 +227,16 @@ KNOWN_KEYS_TEXT = repr(KNOWN_KEYS).encode()
 
 
 def checked(document: Any, file: str) -> list[Problem]:
-    """`check`, once per content: a document already found valid (here or in an earlier run) is not checked again."""
-    digest = hashlib.blake2b(json.dumps(document, sort_keys=True).encode(), digest_size=16).hexdigest()
+    """Schema violations and cross-check failures of one parsed config, checked once per content: a document already
+    found valid (here or in an earlier run) is not checked again."""
+    if not isinstance(document, dict):
+        return _violations(document, file)  # the schema's first word: a config is an object
+    sections = _sections(document)
+    canonical = "{" + ", ".join(sections.values()) + "}"
+    digest = hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
     if digest in VALID:
         return []
-    problems = check(document, file)
+    problems = _schema_problems(document, sections, file) or _cross_problems(document, file)
     if not problems:
         VALID.add(digest)
     return problems

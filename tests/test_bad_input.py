@@ -377,7 +377,7 @@ def test_bad_input_is_refused_by_name_and_writes_nothing(case: Case, lab: Path, 
 
 
 def test_permission_errors_are_problems_even_where_chmod_cannot_be_tested(tmp_path: Path, monkeypatch):
-    """The same code path as chmod 000, by a refusing os.open and os.listdir (runs as root too)."""
+    """The same code path as chmod 000, by a refusing os.open and os.scandir (runs as root too)."""
     (tmp_path / "lab" / "Ann").mkdir(parents=True)
     data = tmp_path / "lab" / "Ann" / "Walk01.c3d"
     data.write_bytes(b"x")
@@ -387,7 +387,7 @@ def test_permission_errors_are_problems_even_where_chmod_cannot_be_tested(tmp_pa
 
     monkeypatch.setattr(folders.os, "open", refuse)
     assert "permission denied" in folders.unreadable(data)
-    monkeypatch.setattr(folders.os, "listdir", refuse)
+    monkeypatch.setattr(folders.os, "scandir", refuse)
     problems: list[Problem] = []
     assert folders.entries(tmp_path / "lab" / "Ann", tmp_path / "lab", problems) == []
     assert [(p.file, p.json_path) for p in problems] == [("lab/Ann", "(folder)")]
