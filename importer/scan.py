@@ -99,6 +99,8 @@ class Memory(Protocol):
 
     def remember_subject(self, places: list[SessionPlace], settled: Settled) -> None: ...
 
+    def newest_change(self, place: SessionPlace) -> float: ...
+
 
 def extension(name: str) -> str:
     return name.rsplit(".", 1)[-1].lower() if "." in name else ""
@@ -429,14 +431,16 @@ def _newest_change(folder: Path) -> float:
     return newest
 
 
-def _defer(found: list[_SessionFolder], options: ScanOptions) -> tuple[list[_SessionFolder], list[Deferred]]:
-    """Session folders still being written (a file younger than --min-age) are left for a later run."""
+def _defer(found: list[_SessionFolder], options: ScanOptions, memory: Memory | None
+           ) -> tuple[list[_SessionFolder], list[Deferred]]:
+    """Session folders still being written (a file younger than --min-age) are left for a later run; `memory`
+    measures the age in the same walk that fingerprints the folder."""
     if not options.min_age:
         return found, []
     now = options.now if options.now is not None else time.time()
     kept, deferred = [], []
     for where in found:
-        age = now - _newest_change(where.folder)
+        age = now - (memory.newest_change(where) if memory else _newest_change(where.folder))
         if age < options.min_age:
             deferred.append(Deferred(display(where.folder, where.root), f"still being written (a file changed "
                                      f"{max(age, 0):.0f} s ago, less than --min-age), deferred"))
@@ -560,7 +564,7 @@ def _scan(paths: list[Path], options: ScanOptions, memory: Memory | None, settle
     if problems and (options.on_invalid != "skip" or not listed):
         problems += [p for where in listed for p in _scan_session(where, options).problems]
         raise InvalidInput(problems)  # in skip mode too when nothing readable is left to import
-    found, deferred = _defer(listed, options)
+    found, deferred = _defer(listed, options, memory)
     settled, found = _settle(found, memory) if settle else ([], found)
     scanned = [_scan_or_recall(where, options, memory) for where in found]
     warnings = [w for i in scanned for w in i.warnings] + [w for s in settled for w in s.warnings]

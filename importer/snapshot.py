@@ -60,9 +60,11 @@ def _options_key(options: ScanOptions) -> str:
                        options.require_date])
 
 
-def fingerprint(folder: Path, root: Path, options_key: str) -> str:
-    """A digest of everything the scan of a session folder reads: any change to it changes the digest."""
+def fingerprint(folder: Path, root: Path, options_key: str) -> tuple[str, float]:
+    """A digest of everything the scan of a session folder reads (any change to it changes the digest), and the
+    latest mtime of anything below the folder (unreadable entries count as old, as in `scan._newest_change`)."""
     digest = hashlib.blake2b(digest_size=20)
+    newest = 0.0
     digest.update(f"{options_key}\0{root}\0{folder}\n".encode("utf-8", "surrogateescape"))
     pending = [str(folder)]
     while pending:
@@ -76,6 +78,7 @@ def fingerprint(folder: Path, root: Path, options_key: str) -> str:
         for item in items:
             try:
                 st = item.stat(follow_symlinks=False)
+                newest = max(newest, st.st_mtime)
                 line = f"{item.path}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}"
                 if item.is_symlink():
                     line += f"\0{os.readlink(item.path)}"
@@ -91,7 +94,7 @@ def fingerprint(folder: Path, root: Path, options_key: str) -> str:
             digest.update(config.read())
     except OSError as exc:
         digest.update(f"!config\0{exc.errno}".encode())
-    return digest.hexdigest()
+    return digest.hexdigest(), newest
 
 
 # -- rows as JSON: dataclasses as lists of their fields, in order (compact, and fast to build again) -----------
@@ -189,6 +192,7 @@ class Snapshots:
         self.settling = settle and not full  # settle subjects and repeat their fragments
         self.keep = keep  # record the fragments of this run's plan
         self._marks: dict[str, str] = {}  # session folder -> its fingerprint, taken before it was scanned
+        self._newest: dict[str, float] = {}  # session folder -> the latest mtime below it, from the same walk
         self._recalled: dict[str, Remembered] = {}
         self._scanned: dict[str, Remembered] = {}
         self._subjects: dict[str, tuple[dict[str, str], Settled]] = {}  # subject folder -> (its sessions, settled)
@@ -209,8 +213,12 @@ class Snapshots:
     def _mark_of(self, place: SessionPlace) -> str:
         folder = str(place.folder)
         if folder not in self._marks:
-            self._marks[folder] = fingerprint(place.folder, place.root, self._options_key)
+            self._marks[folder], self._newest[folder] = fingerprint(place.folder, place.root, self._options_key)
         return self._marks[folder]
+
+    def newest_change(self, place: SessionPlace) -> float:
+        self._mark_of(place)
+        return self._newest[str(place.folder)]
 
     # -- the scan's memory (scan.Memory) ----------------------------------------------------------------------
     def recall(self, place: SessionPlace) -> Remembered | None:
