@@ -2,14 +2,22 @@
 
 Each HTTP answer is classified here into the failures of `errors`: transient (connection
 trouble, timeouts, 408, 429, 5xx, a cut-off answer) may be retried; a rejection (GraphQL
-errors, other 4xx) may not; a refused key ends the run. Reads and idempotent writes are retried here with
+errors, redirects, other 4xx) may not; a refused key ends the run. Reads and idempotent writes are retried here with
 exponential backoff and jitter, honouring Retry-After; creates are not (`retry=False`),
 because a create that failed after it was sent may have committed: the executor
 re-reads the parent before it tries again.
+
+Requests go through urllib3's pools, shared by every thread, not through `requests.Session`: a
+session prepares, merges settings and runs hooks on every call, which cost more CPU than the rest of
+a request to a near server (a first import makes one request per file). What a session would take
+from the environment is taken once, as requests takes it: the proxy of each scheme and host
+(HTTPS_PROXY, NO_PROXY, with its credentials), and the CA bundle (REQUESTS_CA_BUNDLE,
+CURL_CA_BUNDLE, else certifi's); certificates are always verified.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -19,30 +27,83 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import requests
+import urllib3
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_auth_from_url, get_environ_proxies, select_proxy
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from urllib3.exceptions import HTTPError
 
 from .cancel import Cancellation
+from .config import unreachable
 from .errors import FatalError, Interrupted, Rejected, TransientError, Unreachable
 from .reading import chunks
 from .secrets import remember, scrub
 
 T = TypeVar("T")
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+HEADERS = {"User-Agent": "moveshelf-import", "Accept-Encoding": "gzip, deflate"}
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
     try:
         return max(0.0, float(response.headers.get("Retry-After", "")))
     except ValueError:
         return None
 
 
-def _messages(response: requests.Response) -> str:
+def _messages(response: urllib3.BaseHTTPResponse) -> str:
+    text = response.data.decode("utf-8", "replace")
     try:
-        return scrub("; ".join(e["message"] for e in response.json()["errors"]))
+        return scrub("; ".join(e["message"] for e in json.loads(text)["errors"]))
     except (ValueError, KeyError, TypeError):
-        return scrub(response.text)[:200].strip() or response.reason  # scrubbed whole: a cut key is still a leak
+        return scrub(text)[:200].strip() or response.reason or ""  # scrubbed whole: a cut key is still a leak
+
+
+def _trust() -> dict[str, str]:
+    """Where the CA certificates are, as requests finds them: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE (a file or a
+    folder), else certifi's bundle."""
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or DEFAULT_CA_BUNDLE_PATH
+    return {"cert_reqs": "CERT_REQUIRED", "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs": bundle}
+
+
+class _Pools:
+    """Connection pools shared by every thread: one manager for direct connections and one per proxy. The proxy
+    of a scheme and host is looked up in the environment (HTTPS_PROXY, NO_PROXY, ALL_PROXY) once, as requests
+    would choose it; pools keep up to `size` connections to a host, the bound on requests in flight."""
+
+    def __init__(self, size: int, timeout: tuple[float, float]) -> None:
+        self._options: dict[str, Any] = {"maxsize": size, "block": False, "retries": False,
+                                         "timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1]), **_trust()}
+        self._by_host: dict[tuple[str, str], urllib3.PoolManager] = {}
+        self._by_proxy: dict[str | None, urllib3.PoolManager] = {}
+        self._lock = threading.Lock()
+
+    def manager(self, url: str) -> urllib3.PoolManager:
+        """The manager for a URL's scheme and host (a proxy's when the environment names one for it)."""
+        scheme, host = urlsplit(url)[:2]
+        found = self._by_host.get((scheme, host))
+        if found is None:
+            with self._lock:
+                proxy = select_proxy(url, get_environ_proxies(url))
+                found = self._by_host[(scheme, host)] = self._by_proxy.get(proxy) or self._new(proxy)
+        return found
+
+    def _new(self, proxy: str | None) -> urllib3.PoolManager:
+        """A manager for direct connections, or through an HTTP(S) or SOCKS proxy with its credentials."""
+        if proxy is None:
+            manager = urllib3.PoolManager(**self._options)
+        elif proxy.lower().startswith("socks"):
+            from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks, as requests' SOCKS support does
+
+            username, password = get_auth_from_url(proxy)
+            manager = SOCKSProxyManager(proxy, username=username or None, password=password or None,
+                                        **self._options)
+        else:
+            proxy = proxy if "://" in proxy else f"http://{proxy}"
+            username, password = get_auth_from_url(proxy)
+            headers = urllib3.make_headers(proxy_basic_auth=f"{username}:{password}") if username else None
+            manager = urllib3.ProxyManager(proxy, proxy_headers=headers, **self._options)
+        self._by_proxy[proxy] = manager
+        return manager
 
 
 class _Body:
@@ -71,7 +132,7 @@ class _Body:
 
 
 class Client:
-    """A Moveshelf GraphQL client: one `requests.Session` per thread, one backoff for all, and one bound
+    """A Moveshelf GraphQL client: connection pools shared by every thread, one backoff for all, and one bound
     (`jobs`) on the requests in flight, uploads included, whichever thread sends them."""
 
     def __init__(self, api_url: str, api_key: str, *, attempts: int = 6, max_wait: float = 60.0,
@@ -82,11 +143,11 @@ class Client:
         remember(api_key)  # servers may echo it in error bodies
         self._attempts = attempts
         self._max_wait = max_wait
-        self._timeout = timeout
         self.cancel = cancel or Cancellation()
         self._in_flight = threading.BoundedSemaphore(max(1, jobs))
-        self._local = threading.local()
-        self._proxy_cache: dict[tuple[str, str], dict[str, str]] = {}
+        self._pools = _Pools(max(1, jobs), timeout)
+        self._graphql_headers = {**HEADERS, "Content-Type": "application/json",
+                                 "Authorization": f"Bearer {api_key}"}
         self._pause_until = 0.0
         self._pause_lock = threading.Lock()
 
@@ -94,24 +155,19 @@ class Client:
         return f"Client({self.api_url!r})"
 
     # -- plumbing ----------------------------------------------------------------------------------
-    def _http(self) -> requests.Session:
-        """This thread's session. The environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE) is read once per host
-        and run (`_proxies`), not on every request as requests' `trust_env` does, which costs more than the rest of
-        a request to a near server."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            session.trust_env = False
-            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        return session
-
-    def _proxies(self, url: str) -> dict[str, str]:
-        """The proxies the environment names for a URL's scheme and host (none when NO_PROXY covers it), cached."""
-        scheme, host = urlsplit(url)[:2]
-        found = self._proxy_cache.get((scheme, host))
-        if found is None:
-            found = self._proxy_cache[(scheme, host)] = requests.utils.get_environ_proxies(url)
-        return found
+    def _request(self, method: str, url: str, failure: str, **options: Any) -> urllib3.BaseHTTPResponse:
+        """One exchange in one of the `jobs` slots, its answer read whole; no redirect is followed. Connection
+        trouble, timeouts and a cut-off answer are transient (`failure` says what failed, never the URL: a signed
+        storage URL is a secret)."""
+        try:
+            with self._request_slot():
+                return self._pools.manager(url).urlopen(method, url, redirect=False, **options)
+        except ValueError:  # urllib3's LocationValueError among them
+            if url == self.api_url:
+                raise unreachable(url, "not a URL that can be used") from None
+            raise Rejected(f"{failure}: not a URL that can be used") from None
+        except HTTPError as exc:
+            raise TransientError(f"{failure}: {type(exc).__name__}") from None
 
     @contextmanager
     def _request_slot(self) -> Iterator[None]:
@@ -148,31 +204,30 @@ class Client:
             raise Unreachable(where or self.api_url, self._attempts, exc) from None
         raise AssertionError("tenacity returns or raises")
 
-    def _check(self, response: requests.Response, what: str) -> None:
-        if response.status_code in (401, 403) and what == "GraphQL":
-            raise FatalError(f"the server rejected the API key ({response.status_code}: {_messages(response)})",
+    def _check(self, response: urllib3.BaseHTTPResponse, what: str) -> None:
+        status = response.status
+        if status in (401, 403) and what == "GraphQL":
+            raise FatalError(f"the server rejected the API key ({status}: {_messages(response)})",
                              "check the key file named by mvshlf-config.json, or MOVESHELF_API_KEY")
-        if response.status_code in TRANSIENT_STATUS:
+        if status in TRANSIENT_STATUS:
             after = _retry_after(response)
-            if response.status_code == 429:
+            if status == 429:
                 self._slow_down(after if after is not None else 1.0)
-            raise TransientError(f"{what} answered {response.status_code}: {_messages(response)}", after)
-        if response.status_code >= 400:
-            raise Rejected(f"{what} answered {response.status_code}: {_messages(response)}")
+            raise TransientError(f"{what} answered {status}: {_messages(response)}", after)
+        if status >= 400:
+            raise Rejected(f"{what} answered {status}: {_messages(response)}")
+        if status >= 300:
+            raise Rejected(f"{what} answered {status}, a redirect, which is not followed: check apiUrl")
 
     # -- GraphQL ---------------------------------------------------------------------------------------
     def _post(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         """The whole answer, `data` and `errors`, of one GraphQL request."""
-        try:
-            with self._request_slot():
-                response = self._http().post(self.api_url, json={"query": query, "variables": variables},
-                                             headers={"Authorization": f"Bearer {self._api_key}"},
-                                             timeout=self._timeout, proxies=self._proxies(self.api_url))
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientError(f"no answer from {self.api_url}: {type(exc).__name__}") from None
+        body = json.dumps({"query": query, "variables": variables}).encode()
+        response = self._request("POST", self.api_url, f"no answer from {self.api_url}", body=body,
+                                 headers=self._graphql_headers)
         self._check(response, "GraphQL")
         try:
-            return response.json()
+            return json.loads(response.data)
         except ValueError:
             raise TransientError("the server's answer was cut off") from None
 
@@ -208,18 +263,15 @@ class Client:
         The bytes sent stay sent: a listener that counts traffic ignores the negative calls.
         """
 
+        headers = {**HEADERS, "Content-Type": "application/octet-stream", "Content-Length": str(size),
+                   "x-goog-hash": f"crc32c={crc32c}"}
+
         def put() -> None:
             body = _Body(path, size, progress, self.cancel)
             stored = False
             try:
-                with self._request_slot():
-                    response = self._http().put(url, data=body, timeout=self._timeout, proxies=self._proxies(url),
-                                                headers={"Content-Type": "application/octet-stream",
-                                                         "x-goog-hash": f"crc32c={crc32c}"})
-                self._check(response, "storage")
+                self._check(self._request("PUT", url, "upload interrupted", body=body, headers=headers), "storage")
                 stored = True
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise TransientError(f"upload interrupted: {type(exc).__name__}") from None
             finally:
                 body.close()
                 if not stored:
@@ -230,13 +282,8 @@ class Client:
     def object_hash(self, url: str) -> tuple[str, int] | None:
         """(crc32c, size) of a stored object from a one-byte ranged GET, or None if storage does not say."""
 
-        def head() -> requests.Response:
-            try:
-                with self._request_slot():
-                    response = self._http().get(url, headers={"Range": "bytes=0-0"}, timeout=self._timeout,
-                                                proxies=self._proxies(url))
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise TransientError(f"no answer from storage: {type(exc).__name__}") from None
+        def head() -> urllib3.BaseHTTPResponse:
+            response = self._request("GET", url, "no answer from storage", headers={**HEADERS, "Range": "bytes=0-0"})
             self._check(response, "storage")
             return response
 
