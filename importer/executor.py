@@ -273,13 +273,15 @@ class Executor:
                                                    for i, p in zip(inputs, payloads, strict=True)])
             data, errors = self.client.call_aliased(queries.create_files(len(todo)), queries.batch_variables(inputs),
                                                     retry=False)
+            answered = []
             for i, (step, payload) in enumerate(zip(todo, payloads, strict=True)):
                 if data.get(f"a{i}"):
                     created[step.id] = data[f"a{i}"]
-                    self.journal.record_created(intents[i], data[f"a{i}"]["data"]["id"], payload.crc32c,
-                                                payload.size, str(step.target))
+                    answered.append((intents[i], data[f"a{i}"]["data"]["id"], payload.crc32c, payload.size,
+                                     str(step.target)))
                 else:
                     outcomes[step.id] = Outcome(errors.get(f"a{i}", "not created"))
+            self.journal.record_created(answered)
             return True
 
         reconcile(self.client, create, find)
