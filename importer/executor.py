@@ -9,6 +9,7 @@ returns results; it does not raise for a failed step.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -89,8 +90,12 @@ class Executor:
         scheduler: Scheduler[Step] = Scheduler(self._dispatch, jobs=self.jobs, batch_size=BATCH_SIZE,
                                                group_of=group_of, cancel=self.client.cancel, fatal=(FatalError,),
                                                on_result=self.on_result)
-        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="upload") as self._uploads:
-            results = scheduler.run(self.plan.steps)
+        gc.freeze()  # the plan and the trees live through the run: the collector need not walk them at every request
+        try:
+            with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="upload") as self._uploads:
+                results = scheduler.run(self.plan.steps)
+        finally:
+            gc.unfreeze()
         self.fatal = scheduler.fatal if isinstance(scheduler.fatal, FatalError) else None
         return results
 
