@@ -65,45 +65,50 @@ def _trust() -> dict[str, str]:
     return {"cert_reqs": "CERT_REQUIRED", "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs": bundle}
 
 
-class _Pools:
-    """Connection pools shared by every thread: one manager for direct connections and one per proxy. The proxy
-    of a scheme and host is looked up in the environment (HTTPS_PROXY, NO_PROXY, ALL_PROXY) once, as requests
-    would choose it; pools keep up to `size` connections to a host, the bound on requests in flight."""
+class _Routes:
+    """How each scheme and host is reached, decided once and shared by every thread: the proxy the environment
+    names for it (HTTPS_PROXY, NO_PROXY, ALL_PROXY, as requests would choose it), else a pool of the host's own,
+    asked for the URL's path so that a request parses no URL and looks up no pool. A pool keeps up to `size`
+    connections, the bound on requests in flight."""
 
     def __init__(self, size: int, timeout: tuple[float, float]) -> None:
         self._options: dict[str, Any] = {"maxsize": size, "block": False, "retries": False,
-                                         "timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1]), **_trust()}
-        self._by_host: dict[tuple[str, str], urllib3.PoolManager] = {}
-        self._by_proxy: dict[str | None, urllib3.PoolManager] = {}
+                                         "timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1])}
+        self._trust = _trust()
+        self._by_host: dict[tuple[str, str], Callable[..., urllib3.BaseHTTPResponse]] = {}
+        self._by_proxy: dict[str, urllib3.PoolManager] = {}
         self._lock = threading.Lock()
 
-    def manager(self, url: str) -> urllib3.PoolManager:
-        """The manager for a URL's scheme and host (a proxy's when the environment names one for it)."""
-        scheme, host = urlsplit(url)[:2]
-        found = self._by_host.get((scheme, host))
-        if found is None:
+    def urlopen(self, method: str, url: str, **options: Any) -> urllib3.BaseHTTPResponse:
+        parts = urlsplit(url)
+        send = self._by_host.get((parts.scheme, parts.netloc))
+        if send is None:
             with self._lock:
-                proxy = select_proxy(url, get_environ_proxies(url))
-                found = self._by_host[(scheme, host)] = self._by_proxy.get(proxy) or self._new(proxy)
-        return found
+                send = self._by_host[(parts.scheme, parts.netloc)] = self._route(url)
+        return send(method, parts, **options)
 
-    def _new(self, proxy: str | None) -> urllib3.PoolManager:
-        """A manager for direct connections, or through an HTTP(S) or SOCKS proxy with its credentials."""
+    def _route(self, url: str) -> Callable[..., urllib3.BaseHTTPResponse]:
+        proxy = select_proxy(url, get_environ_proxies(url))
         if proxy is None:
-            manager = urllib3.PoolManager(**self._options)
-        elif proxy.lower().startswith("socks"):
+            tls = self._trust if urlsplit(url).scheme.lower() == "https" else {}
+            pool = urllib3.connection_from_url(url, **self._options, **tls)
+            return lambda method, parts, **options: pool.urlopen(
+                method, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), assert_same_host=False,
+                **options)
+        proxy = proxy if "://" in proxy else f"http://{proxy}"
+        manager = self._by_proxy.get(proxy) or self._by_proxy.setdefault(proxy, self._proxy(proxy))
+        return lambda method, parts, **options: manager.urlopen(method, parts.geturl(), **options)
+
+    def _proxy(self, proxy: str) -> urllib3.PoolManager:
+        """A manager of connections through an HTTP(S) or SOCKS proxy, with the proxy's credentials."""
+        username, password = get_auth_from_url(proxy)
+        if proxy.lower().startswith("socks"):
             from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks, as requests' SOCKS support does
 
-            username, password = get_auth_from_url(proxy)
-            manager = SOCKSProxyManager(proxy, username=username or None, password=password or None,
-                                        **self._options)
-        else:
-            proxy = proxy if "://" in proxy else f"http://{proxy}"
-            username, password = get_auth_from_url(proxy)
-            headers = urllib3.make_headers(proxy_basic_auth=f"{username}:{password}") if username else None
-            manager = urllib3.ProxyManager(proxy, proxy_headers=headers, **self._options)
-        self._by_proxy[proxy] = manager
-        return manager
+            return SOCKSProxyManager(proxy, username=username or None, password=password or None, **self._options,
+                                     **self._trust)
+        headers = urllib3.make_headers(proxy_basic_auth=f"{username}:{password}") if username else None
+        return urllib3.ProxyManager(proxy, proxy_headers=headers, **self._options, **self._trust)
 
 
 class _Body:
@@ -123,8 +128,9 @@ class _Body:
         if self._cancel.cancelled:
             raise Interrupted("interrupted during upload")
         chunk = next(self._chunks, b"")
-        self.sent += len(chunk)
-        self._progress(len(chunk))
+        if chunk:
+            self.sent += len(chunk)
+            self._progress(len(chunk))
         return chunk
 
     def close(self) -> None:
@@ -145,7 +151,7 @@ class Client:
         self._max_wait = max_wait
         self.cancel = cancel or Cancellation()
         self._in_flight = threading.BoundedSemaphore(max(1, jobs))
-        self._pools = _Pools(max(1, jobs), timeout)
+        self._routes = _Routes(max(1, jobs), timeout)
         self._graphql_headers = {**HEADERS, "Content-Type": "application/json",
                                  "Authorization": f"Bearer {api_key}"}
         self._pause_until = 0.0
@@ -161,7 +167,7 @@ class Client:
         storage URL is a secret)."""
         try:
             with self._request_slot():
-                return self._pools.manager(url).urlopen(method, url, redirect=False, **options)
+                return self._routes.urlopen(method, url, redirect=False, **options)
         except ValueError:  # urllib3's LocationValueError among them
             if url == self.api_url:
                 raise unreachable(url, "not a URL that can be used") from None
@@ -174,7 +180,8 @@ class Client:
         """Wait while the server has asked everyone to slow down (429 with Retry-After), then take one of the
         `jobs` slots for the request's whole exchange."""
         self.cancel.check()
-        self.cancel.sleep(self._pause_until - time.monotonic())
+        if self._pause_until > time.monotonic():
+            self.cancel.sleep(self._pause_until - time.monotonic())
         with self._in_flight:
             self.cancel.check()
             yield

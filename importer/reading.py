@@ -17,12 +17,15 @@ from pathlib import Path
 
 CHUNK = 1 << 20
 DIRECT_FROM = 64 << 20  # bytes: smaller files gain from the cache (their second read is free)
+SMALLEST_READ = 64 << 10
 
 
-def _buffered(path: Path, offset: int) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        while chunk := handle.read(CHUNK):
+def _ordinary(path: Path, size: int) -> Iterator[bytes]:
+    """Reads of a chunk, or of the file's size and a byte when that is less (a read allocates its whole size first:
+    1 MiB for a 2 kB file costs more than reading it)."""
+    block = min(CHUNK, max(size + 1, SMALLEST_READ))
+    with open(path, "rb", buffering=0) as handle:
+        while chunk := handle.read(block):
             yield chunk
 
 
@@ -39,13 +42,14 @@ def _direct(descriptor: int) -> Iterator[bytes]:
 
 def chunks(path: Path) -> Iterator[bytes]:
     """The file's bytes, 1 MiB at a time."""
-    if os.stat(path).st_size < DIRECT_FROM or not hasattr(os, "O_DIRECT"):
-        yield from _buffered(path, 0)
+    size = os.stat(path).st_size
+    if size < DIRECT_FROM or not hasattr(os, "O_DIRECT"):
+        yield from _ordinary(path, size)
         return
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_DIRECT)
     except OSError:
-        yield from _buffered(path, 0)
+        yield from _ordinary(path, size)
         return
     sent = 0
     try:
@@ -55,6 +59,6 @@ def chunks(path: Path) -> Iterator[bytes]:
     except OSError as exc:
         if exc.errno != errno.EINVAL or sent:
             raise
-        yield from _buffered(path, 0)  # the filesystem opened it for O_DIRECT but will not read that way
+        yield from _ordinary(path, size)  # the filesystem opened it for O_DIRECT but will not read that way
     finally:
         os.close(descriptor)
