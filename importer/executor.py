@@ -244,7 +244,10 @@ class Executor:
 
     # -- files ------------------------------------------------------------------------------------------------
     def _upload_files(self, steps: list[Step]) -> dict[str, Outcome]:
-        """Create the records of a session's new files in one request, then upload them side by side."""
+        """Create the records of new files in one request, upload them side by side, then record which uploads
+        storage accepted in one transaction, not a commit (a dozen system calls) per file. A run killed before that
+        commit uploads those files again if the server is still processing them, and removes the records it made
+        before."""
         outcomes: dict[str, Outcome] = {}
         pending = []
         for step in steps:
@@ -292,22 +295,24 @@ class Executor:
         reconcile(self.client, create, find)
         assert self._uploads is not None
         uploads = {s.id: self._uploads.submit(self._put, s, created[s.id], orphans) for s in pending if s.id in created}
+        stored = []
         for step_id, future in uploads.items():
             try:
                 outcomes[step_id] = Outcome(bytes=future.result())
+                stored.append(created[step_id]["data"]["id"])
             except (RemoteError, OSError, Interrupted) as exc:  # the others' outcomes stand (uploaded or not)
                 outcomes[step_id] = Outcome(str(exc) or type(exc).__name__)
+        self.journal.record_stored(stored)
         return outcomes
 
     def _put(self, step: Step, created: dict, orphans: set[tuple[str, str, str]]) -> int:
-        """Upload one file to its new record, and record that storage has its bytes. Then, best effort, remove the
-        records this run's unanswered creates left: a failure there never fails the upload (the next plan lists
-        what is left and removes it)."""
+        """Upload one file to its new record (the batch records that storage has its bytes). Then, best effort,
+        remove the records this run's unanswered creates left: a failure there never fails the upload (the next plan
+        lists what is left and removes it)."""
         payload: st.UploadFile = step.payload
         data_id = created["data"]["id"]
         self.client.upload(created["uploadUrl"], Path(payload.source), payload.size, payload.crc32c,
                            self.on_upload(payload.name, payload.size))
-        self.journal.record_stored(data_id)
         self._set_id(step.target, data_id)
         trial_id = self._id(step.target.parent)
         for orphan in sorted(o[2] for o in orphans if o[:2] == (trial_id, key(payload.name)) and o[2] != data_id):

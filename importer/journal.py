@@ -117,9 +117,10 @@ class Journal:
         self._write_many([("UPDATE intent SET data_id = ? WHERE id = ?", [(c[1], c[0]) for c in created]),
                           (_CONTENT, [(*c[1:], now) for c in created])])
 
-    def record_stored(self, data_id: str) -> None:
-        """Storage accepted this tool's PUT of the record's bytes."""
-        self._write("INSERT OR REPLACE INTO stored VALUES (?, ?)", data_id, time.time())
+    def record_stored(self, data_ids: list[str]) -> None:
+        """Storage accepted this tool's PUT of each record's bytes."""
+        now = time.time()
+        self._write_many([("INSERT OR REPLACE INTO stored VALUES (?, ?)", [(d, now) for d in data_ids])])
 
     def ownership(self, records: list[tuple[str, str, str]]) -> tuple[set[str], set[str]]:
         """Of (data id, trial id, file name) records: which this tool created, and which it has stored."""
