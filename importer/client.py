@@ -114,7 +114,7 @@ class _Routes:
 class _Body:
     """A file streamed in large chunks (constant memory), counting bytes as they go out."""
 
-    def __init__(self, path: Path, size: int, progress: Callable[[int], None], cancel: Cancellation) -> None:
+    def __init__(self, path: str | Path, size: int, progress: Callable[[int], None], cancel: Cancellation) -> None:
         self._chunks = chunks(path)
         self._size = size
         self._progress = progress
@@ -262,7 +262,7 @@ class Client:
         return body["data"], errors
 
     # -- storage -----------------------------------------------------------------------------------------
-    def upload(self, url: str, path: Path, size: int, crc32c: str, progress: Callable[[int], None]) -> None:
+    def upload(self, url: str, path: str | Path, size: int, crc32c: str, progress: Callable[[int], None]) -> None:
         """PUT a file to a signed URL, streamed; repeated on transient failure (same URL, same bytes).
 
         `progress(n)` hears of every chunk as it goes out (n > 0); after an attempt that did not

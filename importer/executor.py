@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from . import queries
@@ -252,7 +251,7 @@ class Executor:
         pending = []
         for step in steps:
             payload: st.UploadFile = step.payload
-            if Path(payload.source).stat().st_size != payload.size:
+            if os.stat(payload.source).st_size != payload.size:
                 outcomes[step.id] = Outcome(f"{payload.source} changed since it was planned; plan again")
             else:
                 pending.append(step)
@@ -311,7 +310,7 @@ class Executor:
         lists what is left and removes it)."""
         payload: st.UploadFile = step.payload
         data_id = created["data"]["id"]
-        self.client.upload(created["uploadUrl"], Path(payload.source), payload.size, payload.crc32c,
+        self.client.upload(created["uploadUrl"], payload.source, payload.size, payload.crc32c,
                            self.on_upload(payload.name, payload.size))
         self._set_id(step.target, data_id)
         trial_id = self._id(step.target.parent)

@@ -20,7 +20,7 @@ DIRECT_FROM = 64 << 20  # bytes: smaller files gain from the cache (their second
 SMALLEST_READ = 64 << 10
 
 
-def _ordinary(path: Path, size: int) -> Iterator[bytes]:
+def _ordinary(path: str | Path, size: int) -> Iterator[bytes]:
     """Reads of a chunk, or of the file's size and a byte when that is less (a read allocates its whole size first:
     1 MiB for a 2 kB file costs more than reading it)."""
     block = min(CHUNK, max(size + 1, SMALLEST_READ))
@@ -40,7 +40,7 @@ def _direct(descriptor: int) -> Iterator[bytes]:
         buffer.close()
 
 
-def chunks(path: Path) -> Iterator[bytes]:
+def chunks(path: str | Path) -> Iterator[bytes]:
     """The file's bytes, 1 MiB at a time."""
     size = os.stat(path).st_size
     if size < DIRECT_FROM or not hasattr(os, "O_DIRECT"):
