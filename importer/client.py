@@ -72,7 +72,8 @@ class _Routes:
     connections, the bound on requests in flight."""
 
     def __init__(self, size: int, timeout: tuple[float, float]) -> None:
-        self._options: dict[str, Any] = {"maxsize": size, "block": False, "retries": False,
+        self._options: dict[str, Any] = {"maxsize": size, "block": False,  # retries are ours (`Client.retrying`)
+                                         "retries": urllib3.Retry(total=False, redirect=False),
                                          "timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1])}
         self._trust = _trust()
         self._by_host: dict[tuple[str, str], Callable[..., urllib3.BaseHTTPResponse]] = {}
