@@ -169,10 +169,8 @@ class Executor:
     def _remember_written(self, steps: list[Step], outcomes: dict[str, Outcome]) -> dict[str, Outcome]:
         """Of each metadata update the server accepted, the journal remembers each field it changed, as this
         tool's writing (--metadata-policy update-mine)."""
-        for step in steps:
-            if outcomes[step.id].error is None:
-                self.journal.record_written(self._id(step.target),
-                                            {name: c["after"] for name, c in step.payload.changes.items()})
+        self.journal.record_written([(self._id(s.target), {name: c["after"] for name, c in s.payload.changes.items()})
+                                     for s in steps if outcomes[s.id].error is None])
         return outcomes
 
     def _create_sessions(self, steps: list[Step]) -> dict[str, Outcome]:

@@ -143,12 +143,13 @@ class Journal:
             self._write_many([("INSERT OR REPLACE INTO checksum VALUES (?, ?, ?, ?)", rows)])
 
     # -- metadata this tool wrote ---------------------------------------------------------------------------
-    def record_written(self, object_id: str, fields: dict[str, Any]) -> None:
-        """After an update the server accepted: the value of each field it changed, as sent."""
+    def record_written(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
+        """After updates the server accepted: of each (object id, fields), the value of each field it changed, as
+        sent, in one transaction."""
         now = time.time()
-        with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO written VALUES (?, ?, ?, ?)",
-                                 [(object_id, name, json.dumps(value), now) for name, value in fields.items()])
+        self._write_many([("INSERT OR REPLACE INTO written VALUES (?, ?, ?, ?)",
+                           [(object_id, name, json.dumps(value), now) for object_id, fields in writes
+                            for name, value in fields.items()])])
 
     def written(self, object_ids: list[str]) -> dict[str, dict[str, Written]]:
         """Object id -> field -> the value this tool last wrote there, and the (local) day it did."""
