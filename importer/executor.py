@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import ClassVar, TypeVar
 
 from . import queries
@@ -292,6 +292,7 @@ class Executor:
         reconcile(self.client, create, find)
         assert self._uploads is not None
         uploads = {s.id: self._uploads.submit(self._put, s, created[s.id], orphans) for s in pending if s.id in created}
+        wait(uploads.values())  # woken once for the batch, not once per upload
         stored = []
         for step_id, future in uploads.items():
             try:
