@@ -21,6 +21,7 @@ import json
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,6 +113,42 @@ class _Routes:
         return urllib3.ProxyManager(proxy, proxy_headers=headers, **self._options, **self._trust)
 
 
+class _Slots:
+    """A count of slots handed to waiting threads in the order they came: each waiter is woken once, with its slot.
+    With a plain semaphore a thread that gives a slot back and asks again at once can take it from under the waiter
+    it woke, which then sleeps again (uploads keep every slot busy, so GraphQL requests wait for theirs)."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._waiting: deque[threading.Lock] = deque()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return
+            handed = threading.Lock()
+            handed.acquire()
+            self._waiting.append(handed)
+        try:
+            handed.acquire()  # released by `__exit__` of the thread that hands its slot over
+        except BaseException:  # Ctrl-C in the main thread: leave the queue, or give back the slot handed meanwhile
+            with self._lock:
+                if handed in self._waiting:
+                    self._waiting.remove(handed)
+                    raise
+            self.__exit__()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self._free += 1
+
+
 class _Body:
     """A file streamed in large chunks (constant memory), counting bytes as they go out."""
 
@@ -151,7 +188,7 @@ class Client:
         self._attempts = attempts
         self._max_wait = max_wait
         self.cancel = cancel or Cancellation()
-        self._in_flight = threading.BoundedSemaphore(max(1, jobs))
+        self._in_flight = _Slots(max(1, jobs))
         self._routes = _Routes(max(1, jobs), timeout)
         self._graphql_headers = {**HEADERS, "Content-Type": "application/json",
                                  "Authorization": f"Bearer {api_key}"}
