@@ -17,10 +17,10 @@ from .paths import shown
 from .reading import CHUNK, chunks
 
 
-def crc32c_of(path: str | Path) -> str:
+def crc32c_of(path: str | Path, size: int | None = None) -> str:
     """Base64 of the big-endian CRC32C, read in chunks: memory does not grow with the file."""
     checksum = google_crc32c.Checksum()
-    for chunk in chunks(path):
+    for chunk in chunks(path, size):
         checksum.update(chunk)
     return base64.b64encode(checksum.digest()).decode()
 
@@ -51,7 +51,7 @@ def _measure(file: DataFile, stat: os.stat_result, cached: dict[str, tuple[int, 
     known = None if verify else cached.get(file.source)
     if known is not None and known[:2] == (stat.st_size, stat.st_mtime_ns):
         return dataclasses.replace(file, size=stat.st_size, crc32c=known[2])
-    crc = crc32c_of(file.source)
+    crc = crc32c_of(file.source, stat.st_size)
     fresh.append((file.source, stat.st_size, stat.st_mtime_ns, crc))
     return dataclasses.replace(file, size=stat.st_size, crc32c=crc)
 

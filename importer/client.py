@@ -153,7 +153,7 @@ class _Body:
     """A file streamed in large chunks (constant memory), counting bytes as they go out."""
 
     def __init__(self, path: str | Path, size: int, progress: Callable[[int], None], cancel: Cancellation) -> None:
-        self._chunks = chunks(path)
+        self._chunks = chunks(path, size)
         self._size = size
         self._progress = progress
         self._cancel = cancel

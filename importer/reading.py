@@ -24,9 +24,12 @@ def _ordinary(path: str | Path, size: int) -> Iterator[bytes]:
     """Reads of a chunk, or of the file's size and a byte when that is less (a read allocates its whole size first:
     1 MiB for a 2 kB file costs more than reading it)."""
     block = min(CHUNK, max(size + 1, SMALLEST_READ))
-    with open(path, "rb", buffering=0) as handle:
-        while chunk := handle.read(block):
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))  # no file object: one system call less
+    try:
+        while chunk := os.read(descriptor, block):
             yield chunk
+    finally:
+        os.close(descriptor)
 
 
 def _direct(descriptor: int) -> Iterator[bytes]:
@@ -40,9 +43,9 @@ def _direct(descriptor: int) -> Iterator[bytes]:
         buffer.close()
 
 
-def chunks(path: str | Path) -> Iterator[bytes]:
-    """The file's bytes, 1 MiB at a time."""
-    size = os.stat(path).st_size
+def chunks(path: str | Path, size: int | None = None) -> Iterator[bytes]:
+    """The file's bytes, 1 MiB at a time; `size`, when the caller knows it, saves asking the filesystem."""
+    size = os.stat(path).st_size if size is None else size
     if size < DIRECT_FROM or not hasattr(os, "O_DIRECT"):
         yield from _ordinary(path, size)
         return
