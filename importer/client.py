@@ -2,54 +2,158 @@
 
 Each HTTP answer is classified here into the failures of `errors`: transient (connection
 trouble, timeouts, 408, 429, 5xx, a cut-off answer) may be retried; a rejection (GraphQL
-errors, other 4xx) may not; a refused key ends the run. Reads and idempotent writes are retried here with
+errors, redirects, other 4xx) may not; a refused key ends the run. Reads and idempotent writes are retried here with
 exponential backoff and jitter, honouring Retry-After; creates are not (`retry=False`),
 because a create that failed after it was sent may have committed: the executor
 re-reads the parent before it tries again.
+
+Requests go through urllib3's pools, shared by every thread, not through `requests.Session`: a
+session prepares, merges settings and runs hooks on every call, which cost more CPU than the rest of
+a request to a near server (a first import makes one request per file). What a session would take
+from the environment is taken once, as requests takes it: the proxy of each scheme and host
+(HTTPS_PROXY, NO_PROXY, with its credentials), and the CA bundle (REQUESTS_CA_BUNDLE,
+CURL_CA_BUNDLE, else certifi's); certificates are always verified.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import requests
+import urllib3
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_auth_from_url, get_environ_proxies, select_proxy
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from urllib3.exceptions import HTTPError
 
 from .cancel import Cancellation
+from .config import unreachable
 from .errors import FatalError, Interrupted, Rejected, TransientError, Unreachable
 from .reading import chunks
 from .secrets import remember, scrub
 
 T = TypeVar("T")
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+HEADERS = {"User-Agent": "moveshelf-import", "Accept-Encoding": "gzip, deflate"}
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
     try:
         return max(0.0, float(response.headers.get("Retry-After", "")))
     except ValueError:
         return None
 
 
-def _messages(response: requests.Response) -> str:
+def _messages(response: urllib3.BaseHTTPResponse) -> str:
+    text = response.data.decode("utf-8", "replace")
     try:
-        return scrub("; ".join(e["message"] for e in response.json()["errors"]))
+        return scrub("; ".join(e["message"] for e in json.loads(text)["errors"]))
     except (ValueError, KeyError, TypeError):
-        return scrub(response.text)[:200].strip() or response.reason  # scrubbed whole: a cut key is still a leak
+        return scrub(text)[:200].strip() or response.reason or ""  # scrubbed whole: a cut key is still a leak
+
+
+def _trust() -> dict[str, str]:
+    """Where the CA certificates are, as requests finds them: REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE (a file or a
+    folder), else certifi's bundle."""
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or DEFAULT_CA_BUNDLE_PATH
+    return {"cert_reqs": "CERT_REQUIRED", "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs": bundle}
+
+
+class _Routes:
+    """How each scheme and host is reached, decided once and shared by every thread: the proxy the environment
+    names for it (HTTPS_PROXY, NO_PROXY, ALL_PROXY, as requests would choose it), else a pool of the host's own,
+    asked for the URL's path so that a request parses no URL and looks up no pool. A pool keeps up to `size`
+    connections, the bound on requests in flight."""
+
+    def __init__(self, size: int, timeout: tuple[float, float]) -> None:
+        self._options: dict[str, Any] = {"maxsize": size, "block": False,  # retries are ours (`Client.retrying`)
+                                         "retries": urllib3.Retry(total=False, redirect=False),
+                                         "timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1])}
+        self._trust = _trust()
+        self._by_host: dict[tuple[str, str], Callable[..., urllib3.BaseHTTPResponse]] = {}
+        self._by_proxy: dict[str, urllib3.PoolManager] = {}
+        self._lock = threading.Lock()
+
+    def urlopen(self, method: str, url: str, **options: Any) -> urllib3.BaseHTTPResponse:
+        parts = urlsplit(url)
+        send = self._by_host.get((parts.scheme, parts.netloc))
+        if send is None:
+            with self._lock:
+                send = self._by_host[(parts.scheme, parts.netloc)] = self._route(url)
+        return send(method, parts, **options)
+
+    def _route(self, url: str) -> Callable[..., urllib3.BaseHTTPResponse]:
+        proxy = select_proxy(url, get_environ_proxies(url))
+        if proxy is None:
+            tls = self._trust if urlsplit(url).scheme.lower() == "https" else {}
+            pool = urllib3.connection_from_url(url, **self._options, **tls)
+            return lambda method, parts, **options: pool.urlopen(
+                method, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), assert_same_host=False,
+                **options)
+        proxy = proxy if "://" in proxy else f"http://{proxy}"
+        manager = self._by_proxy.get(proxy) or self._by_proxy.setdefault(proxy, self._proxy(proxy))
+        return lambda method, parts, **options: manager.urlopen(method, parts.geturl(), **options)
+
+    def _proxy(self, proxy: str) -> urllib3.PoolManager:
+        """A manager of connections through an HTTP(S) or SOCKS proxy, with the proxy's credentials."""
+        username, password = get_auth_from_url(proxy)
+        if proxy.lower().startswith("socks"):
+            from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks, as requests' SOCKS support does
+
+            return SOCKSProxyManager(proxy, username=username or None, password=password or None, **self._options,
+                                     **self._trust)
+        headers = urllib3.make_headers(proxy_basic_auth=f"{username}:{password}") if username else None
+        return urllib3.ProxyManager(proxy, proxy_headers=headers, **self._options, **self._trust)
+
+
+class _Slots:
+    """A count of slots handed to waiting threads in the order they came: each waiter is woken once, with its slot.
+    With a plain semaphore a thread that gives a slot back and asks again at once can take it from under the waiter
+    it woke, which then sleeps again (uploads keep every slot busy, so GraphQL requests wait for theirs)."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._waiting: deque[threading.Lock] = deque()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return
+            handed = threading.Lock()
+            handed.acquire()
+            self._waiting.append(handed)
+        try:
+            handed.acquire()  # released by `__exit__` of the thread that hands its slot over
+        except BaseException:  # Ctrl-C in the main thread: leave the queue, or give back the slot handed meanwhile
+            with self._lock:
+                if handed in self._waiting:
+                    self._waiting.remove(handed)
+                    raise
+            self.__exit__()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self._free += 1
 
 
 class _Body:
     """A file streamed in large chunks (constant memory), counting bytes as they go out."""
 
-    def __init__(self, path: Path, size: int, progress: Callable[[int], None], cancel: Cancellation) -> None:
-        self._chunks = chunks(path)
+    def __init__(self, path: str | Path, size: int, progress: Callable[[int], None], cancel: Cancellation) -> None:
+        self._chunks = chunks(path, size)
         self._size = size
         self._progress = progress
         self._cancel = cancel
@@ -62,8 +166,9 @@ class _Body:
         if self._cancel.cancelled:
             raise Interrupted("interrupted during upload")
         chunk = next(self._chunks, b"")
-        self.sent += len(chunk)
-        self._progress(len(chunk))
+        if chunk:
+            self.sent += len(chunk)
+            self._progress(len(chunk))
         return chunk
 
     def close(self) -> None:
@@ -71,7 +176,7 @@ class _Body:
 
 
 class Client:
-    """A Moveshelf GraphQL client: one `requests.Session` per thread, one backoff for all, and one bound
+    """A Moveshelf GraphQL client: connection pools shared by every thread, one backoff for all, and one bound
     (`jobs`) on the requests in flight, uploads included, whichever thread sends them."""
 
     def __init__(self, api_url: str, api_key: str, *, attempts: int = 6, max_wait: float = 60.0,
@@ -82,11 +187,11 @@ class Client:
         remember(api_key)  # servers may echo it in error bodies
         self._attempts = attempts
         self._max_wait = max_wait
-        self._timeout = timeout
         self.cancel = cancel or Cancellation()
-        self._in_flight = threading.BoundedSemaphore(max(1, jobs))
-        self._local = threading.local()
-        self._proxy_cache: dict[tuple[str, str], dict[str, str]] = {}
+        self._in_flight = _Slots(max(1, jobs))
+        self._routes = _Routes(max(1, jobs), timeout)
+        self._graphql_headers = {**HEADERS, "Content-Type": "application/json",
+                                 "Authorization": f"Bearer {api_key}"}
         self._pause_until = 0.0
         self._pause_lock = threading.Lock()
 
@@ -94,31 +199,27 @@ class Client:
         return f"Client({self.api_url!r})"
 
     # -- plumbing ----------------------------------------------------------------------------------
-    def _http(self) -> requests.Session:
-        """This thread's session. The environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE) is read once per host
-        and run (`_proxies`), not on every request as requests' `trust_env` does, which costs more than the rest of
-        a request to a near server."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            session.trust_env = False
-            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        return session
-
-    def _proxies(self, url: str) -> dict[str, str]:
-        """The proxies the environment names for a URL's scheme and host (none when NO_PROXY covers it), cached."""
-        scheme, host = urlsplit(url)[:2]
-        found = self._proxy_cache.get((scheme, host))
-        if found is None:
-            found = self._proxy_cache[(scheme, host)] = requests.utils.get_environ_proxies(url)
-        return found
+    def _request(self, method: str, url: str, failure: str, **options: Any) -> urllib3.BaseHTTPResponse:
+        """One exchange in one of the `jobs` slots, its answer read whole; no redirect is followed. Connection
+        trouble, timeouts and a cut-off answer are transient (`failure` says what failed, never the URL: a signed
+        storage URL is a secret)."""
+        try:
+            with self._request_slot():
+                return self._routes.urlopen(method, url, redirect=False, **options)
+        except ValueError:  # urllib3's LocationValueError among them
+            if url == self.api_url:
+                raise unreachable(url, "not a URL that can be used") from None
+            raise Rejected(f"{failure}: not a URL that can be used") from None
+        except HTTPError as exc:
+            raise TransientError(f"{failure}: {type(exc).__name__}") from None
 
     @contextmanager
     def _request_slot(self) -> Iterator[None]:
         """Wait while the server has asked everyone to slow down (429 with Retry-After), then take one of the
         `jobs` slots for the request's whole exchange."""
         self.cancel.check()
-        self.cancel.sleep(self._pause_until - time.monotonic())
+        if self._pause_until > time.monotonic():
+            self.cancel.sleep(self._pause_until - time.monotonic())
         with self._in_flight:
             self.cancel.check()
             yield
@@ -148,31 +249,30 @@ class Client:
             raise Unreachable(where or self.api_url, self._attempts, exc) from None
         raise AssertionError("tenacity returns or raises")
 
-    def _check(self, response: requests.Response, what: str) -> None:
-        if response.status_code in (401, 403) and what == "GraphQL":
-            raise FatalError(f"the server rejected the API key ({response.status_code}: {_messages(response)})",
+    def _check(self, response: urllib3.BaseHTTPResponse, what: str) -> None:
+        status = response.status
+        if status in (401, 403) and what == "GraphQL":
+            raise FatalError(f"the server rejected the API key ({status}: {_messages(response)})",
                              "check the key file named by mvshlf-config.json, or MOVESHELF_API_KEY")
-        if response.status_code in TRANSIENT_STATUS:
+        if status in TRANSIENT_STATUS:
             after = _retry_after(response)
-            if response.status_code == 429:
+            if status == 429:
                 self._slow_down(after if after is not None else 1.0)
-            raise TransientError(f"{what} answered {response.status_code}: {_messages(response)}", after)
-        if response.status_code >= 400:
-            raise Rejected(f"{what} answered {response.status_code}: {_messages(response)}")
+            raise TransientError(f"{what} answered {status}: {_messages(response)}", after)
+        if status >= 400:
+            raise Rejected(f"{what} answered {status}: {_messages(response)}")
+        if status >= 300:
+            raise Rejected(f"{what} answered {status}, a redirect, which is not followed: check apiUrl")
 
     # -- GraphQL ---------------------------------------------------------------------------------------
     def _post(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         """The whole answer, `data` and `errors`, of one GraphQL request."""
-        try:
-            with self._request_slot():
-                response = self._http().post(self.api_url, json={"query": query, "variables": variables},
-                                             headers={"Authorization": f"Bearer {self._api_key}"},
-                                             timeout=self._timeout, proxies=self._proxies(self.api_url))
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientError(f"no answer from {self.api_url}: {type(exc).__name__}") from None
+        body = json.dumps({"query": query, "variables": variables}).encode()
+        response = self._request("POST", self.api_url, f"no answer from {self.api_url}", body=body,
+                                 headers=self._graphql_headers)
         self._check(response, "GraphQL")
         try:
-            return response.json()
+            return json.loads(response.data)
         except ValueError:
             raise TransientError("the server's answer was cut off") from None
 
@@ -200,7 +300,7 @@ class Client:
         return body["data"], errors
 
     # -- storage -----------------------------------------------------------------------------------------
-    def upload(self, url: str, path: Path, size: int, crc32c: str, progress: Callable[[int], None]) -> None:
+    def upload(self, url: str, path: str | Path, size: int, crc32c: str, progress: Callable[[int], None]) -> None:
         """PUT a file to a signed URL, streamed; repeated on transient failure (same URL, same bytes).
 
         `progress(n)` hears of every chunk as it goes out (n > 0); after an attempt that did not
@@ -208,18 +308,15 @@ class Client:
         The bytes sent stay sent: a listener that counts traffic ignores the negative calls.
         """
 
+        headers = {**HEADERS, "Content-Type": "application/octet-stream", "Content-Length": str(size),
+                   "x-goog-hash": f"crc32c={crc32c}"}
+
         def put() -> None:
             body = _Body(path, size, progress, self.cancel)
             stored = False
             try:
-                with self._request_slot():
-                    response = self._http().put(url, data=body, timeout=self._timeout, proxies=self._proxies(url),
-                                                headers={"Content-Type": "application/octet-stream",
-                                                         "x-goog-hash": f"crc32c={crc32c}"})
-                self._check(response, "storage")
+                self._check(self._request("PUT", url, "upload interrupted", body=body, headers=headers), "storage")
                 stored = True
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise TransientError(f"upload interrupted: {type(exc).__name__}") from None
             finally:
                 body.close()
                 if not stored:
@@ -230,13 +327,8 @@ class Client:
     def object_hash(self, url: str) -> tuple[str, int] | None:
         """(crc32c, size) of a stored object from a one-byte ranged GET, or None if storage does not say."""
 
-        def head() -> requests.Response:
-            try:
-                with self._request_slot():
-                    response = self._http().get(url, headers={"Range": "bytes=0-0"}, timeout=self._timeout,
-                                                proxies=self._proxies(url))
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise TransientError(f"no answer from storage: {type(exc).__name__}") from None
+        def head() -> urllib3.BaseHTTPResponse:
+            response = self._request("GET", url, "no answer from storage", headers={**HEADERS, "Range": "bytes=0-0"})
             self._check(response, "storage")
             return response
 

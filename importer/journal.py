@@ -18,6 +18,8 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ CREATE TABLE IF NOT EXISTS written (
   object_id TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (object_id, field));
 CREATE TABLE IF NOT EXISTS reports_owed (session TEXT PRIMARY KEY, at REAL NOT NULL);
 """
+_CONTENT = "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?, ?)"
 
 
 class Journal:
@@ -60,10 +63,29 @@ class Journal:
         with self._lock:
             self._db.execute(sql, args)
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, whole or not at all: a commit costs a dozen system calls (WAL frames and locks), more
+        than the rows it writes, so rows written together share one."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _write_many(self, statements: list[tuple[str, list[tuple]]]) -> None:
+        """Statements, each with its rows, in one transaction."""
+        with self._transaction() as db:
+            for sql, rows in statements:
+                db.executemany(sql, rows)
+
     # -- server content ----------------------------------------------------------------------------
     def record_content(self, data_id: str, crc32c: str, size: int, target: str | None = None) -> None:
         """What a data record holds once Complete (its create mutation named this checksum)."""
-        self._write("INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?, ?)", data_id, crc32c, size, target, time.time())
+        self._write(_CONTENT, data_id, crc32c, size, target, time.time())
 
     def _rows_in(self, select: str, column: str, values: list[str]) -> list[tuple]:
         """The rows of `select` whose `column` is one of `values`, asked 500 at a time (SQLite's limit on
@@ -84,22 +106,21 @@ class Journal:
     def record_intents(self, intents: list[tuple[str, str, str, int, str]]) -> list[int]:
         """Before create mutations, each intent (trial id, name, crc32c, size, run) in one transaction; their ids.
         Whatever record of that trial and name appears is this tool's."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            ids = [int(self._db.execute("INSERT INTO intent (trial_id, name, crc32c, size, run, at) VALUES "
-                                        "(?, ?, ?, ?, ?, ?)", (*intent, time.time())).lastrowid or 0)
-                   for intent in intents]
-            self._db.execute("COMMIT")
-        return ids
+        with self._transaction() as db:
+            return [int(db.execute("INSERT INTO intent (trial_id, name, crc32c, size, run, at) VALUES "
+                                   "(?, ?, ?, ?, ?, ?)", (*intent, time.time())).lastrowid or 0) for intent in intents]
 
-    def record_created(self, intent: int, data_id: str, crc32c: str, size: int, target: str) -> None:
-        """After the create's answer: the record's id, and what it will hold."""
-        self._write("UPDATE intent SET data_id = ? WHERE id = ?", data_id, intent)
-        self.record_content(data_id, crc32c, size, target)
+    def record_created(self, created: list[tuple[int, str, str, int, str]]) -> None:
+        """After the creates' answer: of each (intent, data id, crc32c, size, target), the record's id and what it
+        will hold, in one transaction."""
+        now = time.time()
+        self._write_many([("UPDATE intent SET data_id = ? WHERE id = ?", [(c[1], c[0]) for c in created]),
+                          (_CONTENT, [(*c[1:], now) for c in created])])
 
-    def record_stored(self, data_id: str) -> None:
-        """Storage accepted this tool's PUT of the record's bytes."""
-        self._write("INSERT OR REPLACE INTO stored VALUES (?, ?)", data_id, time.time())
+    def record_stored(self, data_ids: list[str]) -> None:
+        """Storage accepted this tool's PUT of each record's bytes."""
+        now = time.time()
+        self._write_many([("INSERT OR REPLACE INTO stored VALUES (?, ?)", [(d, now) for d in data_ids])])
 
     def ownership(self, records: list[tuple[str, str, str]]) -> tuple[set[str], set[str]]:
         """Of (data id, trial id, file name) records: which this tool created, and which it has stored."""
@@ -118,20 +139,17 @@ class Journal:
 
     def store_checksums(self, rows: list[tuple[str, int, int, str]]) -> None:
         """(path, size, mtime_ns, crc32c) rows, in one transaction."""
-        if not rows:
-            return
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO checksum VALUES (?, ?, ?, ?)", rows)
-            self._db.execute("COMMIT")
+        if rows:
+            self._write_many([("INSERT OR REPLACE INTO checksum VALUES (?, ?, ?, ?)", rows)])
 
     # -- metadata this tool wrote ---------------------------------------------------------------------------
-    def record_written(self, object_id: str, fields: dict[str, Any]) -> None:
-        """After an update the server accepted: the value of each field it changed, as sent."""
+    def record_written(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
+        """After updates the server accepted: of each (object id, fields), the value of each field it changed, as
+        sent, in one transaction."""
         now = time.time()
-        with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO written VALUES (?, ?, ?, ?)",
-                                 [(object_id, name, json.dumps(value), now) for name, value in fields.items()])
+        self._write_many([("INSERT OR REPLACE INTO written VALUES (?, ?, ?, ?)",
+                           [(object_id, name, json.dumps(value), now) for object_id, fields in writes
+                            for name, value in fields.items()])])
 
     def written(self, object_ids: list[str]) -> dict[str, dict[str, Written]]:
         """Object id -> field -> the value this tool last wrote there, and the (local) day it did."""

@@ -17,13 +17,19 @@ from pathlib import Path
 
 CHUNK = 1 << 20
 DIRECT_FROM = 64 << 20  # bytes: smaller files gain from the cache (their second read is free)
+SMALLEST_READ = 64 << 10
 
 
-def _buffered(path: Path, offset: int) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        while chunk := handle.read(CHUNK):
+def _ordinary(path: str | Path, size: int) -> Iterator[bytes]:
+    """Reads of a chunk, or of the file's size and a byte when that is less (a read allocates its whole size first:
+    1 MiB for a 2 kB file costs more than reading it)."""
+    block = min(CHUNK, max(size + 1, SMALLEST_READ))
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))  # no file object: one system call less
+    try:
+        while chunk := os.read(descriptor, block):
             yield chunk
+    finally:
+        os.close(descriptor)
 
 
 def _direct(descriptor: int) -> Iterator[bytes]:
@@ -37,15 +43,16 @@ def _direct(descriptor: int) -> Iterator[bytes]:
         buffer.close()
 
 
-def chunks(path: Path) -> Iterator[bytes]:
-    """The file's bytes, 1 MiB at a time."""
-    if os.stat(path).st_size < DIRECT_FROM or not hasattr(os, "O_DIRECT"):
-        yield from _buffered(path, 0)
+def chunks(path: str | Path, size: int | None = None) -> Iterator[bytes]:
+    """The file's bytes, 1 MiB at a time; `size`, when the caller knows it, saves asking the filesystem."""
+    size = os.stat(path).st_size if size is None else size
+    if size < DIRECT_FROM or not hasattr(os, "O_DIRECT"):
+        yield from _ordinary(path, size)
         return
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_DIRECT)
     except OSError:
-        yield from _buffered(path, 0)
+        yield from _ordinary(path, size)
         return
     sent = 0
     try:
@@ -55,6 +62,6 @@ def chunks(path: Path) -> Iterator[bytes]:
     except OSError as exc:
         if exc.errno != errno.EINVAL or sent:
             raise
-        yield from _buffered(path, 0)  # the filesystem opened it for O_DIRECT but will not read that way
+        yield from _ordinary(path, size)  # the filesystem opened it for O_DIRECT but will not read that way
     finally:
         os.close(descriptor)

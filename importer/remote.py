@@ -14,11 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from . import queries
 from .client import Client
-from .config import unreachable
 from .errors import FatalError
 from .journal import Journal
 from .model import COMPLETE, DataFile, Facts, LocalTree, Norm, Session, Subject, Tree, Trial, key
@@ -35,10 +32,7 @@ class Project:
 
 def find_project(client: Client, name: str) -> Project:
     """The project by name, or a fatal error listing the ones the key can see."""
-    try:
-        projects = client.call(queries.PROJECTS)["viewer"]["projects"]
-    except requests.RequestException as exc:  # a URL requests cannot use; transient failures say it themselves
-        raise unreachable(client.api_url, str(exc)) from None
+    projects = client.call(queries.PROJECTS)["viewer"]["projects"]
     for project in projects:
         if project["name"] == name:
             return Project(project["id"], project["name"])

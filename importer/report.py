@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ COUNTS = ("applied", "skipped", "failed", "not_attempted")
 OUTCOMES = ("ok", "partial", "interrupted", "locked", "invalid", "fatal")  # from best to worst
 
 
+@lru_cache(maxsize=4096)
 def timestamp(seconds: float | None) -> str | None:
-    """ISO 8601 in UTC, so that reports of machines in other time zones sort and merge."""
+    """ISO 8601 in UTC, so that reports of machines in other time zones sort and merge. Remembered: the steps of a
+    batch share their times, and a large run has tens of thousands of steps."""
     if seconds is None:
         return None
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
