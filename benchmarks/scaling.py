@@ -28,7 +28,7 @@ LATENCY_MS = 20
 JOBS = 8
 # Dependent round trips of each kind of run: the reads (projects, subject list, and the trees when any are read)
 # then, for new data, subject → session → trials → file records → PUT → trial options.
-CHAIN = {"first import": 8, "no-op": 2, "nightly": 9}
+CHAIN = {"first import": 8, "no-op": 2, "no-op again": 2, "nightly": 9}
 
 
 def run(command: list[str], source: Path, env: dict[str, str] | None = None) -> dict:
@@ -62,7 +62,7 @@ def limit(kind: str, requests: int, jobs: int = JOBS) -> float:
 
 
 def measure(subjects: int, source: Path = ROOT, jobs: int = JOBS, kinds: tuple[str, ...] = tuple(CHAIN)) -> list[dict]:
-    """The runs of `kinds` (in order: first import, no-op, nightly) on a fresh lab and emulator."""
+    """The runs of `kinds` (in order: first import, no-op, no-op again, nightly) on a fresh lab and emulator."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder, emulator(LATENCY_MS) as (url, config_dir):
         lab = make_lab(Path(folder) / "lab", subjects, sessions=2, trials=4, c3d_bytes=2_000, gcd_bytes=400)
