@@ -200,7 +200,6 @@ class Snapshots:
         self.reused: dict[str, float] = {}  # remote subject id -> when its snapshot was read in full
         self.fragments: dict[str, Fragment] = {}  # remote subject id -> its fragment, repeated in this plan
         self._confirmed: set[str] = set()  # settled subject folders whose fragment is repeated
-        self.read: set[str] = set()  # remote subject ids read in full this run
 
     def close(self) -> None:
         with self._lock:
@@ -314,7 +313,6 @@ class Snapshots:
             mark = self.mark(local)
             if mark is not None and remote.updated and remote.remote_id:
                 rows.append((remote.remote_id, remote.updated, mark, json.dumps(encode(remote)), self.now, None, None))
-                self.read.add(remote.remote_id)
         self._write([("INSERT OR REPLACE INTO subject VALUES (?, ?, ?, ?, ?, ?, ?)", rows)])
 
     def record_fragments(self, fragments: dict[str, Fragment]) -> None:
