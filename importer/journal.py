@@ -15,16 +15,12 @@ sessions whose report request no run has seen answered, so a re-run asks again.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .database import Database
 from .model import Written
-from .private import create_private
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS content (
@@ -44,43 +40,13 @@ CREATE TABLE IF NOT EXISTS reports_owed (session TEXT PRIMARY KEY, at REAL NOT N
 _CONTENT = "INSERT OR REPLACE INTO content VALUES (?, ?, ?, ?, ?)"
 
 
-class Journal:
+class Journal(Database):
     """SQLite in the state folder; safe to use from the executor's threads."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__(path)
         self.path = path
-        self._db = sqlite3.connect(create_private(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _write(self, sql: str, *args: object) -> None:
-        with self._lock:
-            self._db.execute(sql, args)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One transaction, whole or not at all: a commit costs a dozen system calls (WAL frames and locks), more
-        than the rows it writes, so rows written together share one."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _write_many(self, statements: list[tuple[str, list[tuple]]]) -> None:
-        """Statements, each with its rows, in one transaction."""
-        with self._transaction() as db:
-            for sql, rows in statements:
-                db.executemany(sql, rows)
 
     # -- server content ----------------------------------------------------------------------------
     def record_content(self, data_id: str, crc32c: str, size: int, target: str | None = None) -> None:
@@ -139,8 +105,7 @@ class Journal:
 
     def store_checksums(self, rows: list[tuple[str, int, int, str]]) -> None:
         """(path, size, mtime_ns, crc32c) rows, in one transaction."""
-        if rows:
-            self._write_many([("INSERT OR REPLACE INTO checksum VALUES (?, ?, ?, ?)", rows)])
+        self._write_many([("INSERT OR REPLACE INTO checksum VALUES (?, ?, ?, ?)", rows)])
 
     # -- metadata this tool wrote ---------------------------------------------------------------------------
     def record_written(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
@@ -164,8 +129,7 @@ class Journal:
     def owe_reports(self, sessions: list[str]) -> None:
         """Before a run: these sessions' reports are due until a request for them is answered."""
         now = time.time()
-        with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO reports_owed VALUES (?, ?)", [(s, now) for s in sessions])
+        self._write_many([("INSERT OR REPLACE INTO reports_owed VALUES (?, ?)", [(s, now) for s in sessions])])
 
     def reports_made(self, session: str) -> None:
         self._write("DELETE FROM reports_owed WHERE session = ?", session)

@@ -29,16 +29,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .database import Database
 from .errors import FatalError
 from .model import DataFile, Fragment, LocalTree, Session, Subject, Trial, Unmapped
-from .private import create_private
 from .scan import Remembered, ScanOptions, SessionPlace, Settled
 from .spec import CONFIG_NAME, SessionConfig
 
@@ -167,7 +165,7 @@ def _iso(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-class Snapshots:
+class Snapshots(Database):
     """The snapshot rows of one state folder: the scan's memory, and the subjects' last full reads.
 
     `plan_key` names the planning options (conflict policy, reports, metadata policy): a fragment is repeated
@@ -178,12 +176,9 @@ class Snapshots:
     def __init__(self, path: Path, options: ScanOptions, *, full: bool = False,
                  recheck_after: float = DEFAULT_RECHECK_AFTER, now: float | None = None, plan_key: str = "",
                  settle: bool = True, keep: bool = True) -> None:
-        self._db = sqlite3.connect(create_private(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        if self._db.execute("PRAGMA user_version").fetchone()[0] != FORMAT:
+        super().__init__(path)
+        if self._one("PRAGMA user_version") != (FORMAT,):
             self._db.executescript(_SCHEMA + f"PRAGMA user_version = {FORMAT};")
-        self._lock = threading.Lock()
         self._options_key = _options_key(options)
         self.full = full
         self.recheck_after = recheck_after
@@ -201,14 +196,6 @@ class Snapshots:
         self.fragments: dict[str, Fragment] = {}  # remote subject id -> its fragment, repeated in this plan
         self._confirmed: set[str] = set()  # settled subject folders whose fragment is repeated
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _row(self, sql: str, *values: Any) -> tuple | None:
-        with self._lock:
-            return self._db.execute(sql, values).fetchone()
-
     def _mark_of(self, place: SessionPlace) -> str:
         folder = str(place.folder)
         if folder not in self._marks:
@@ -224,7 +211,7 @@ class Snapshots:
         mark = self._mark_of(place)
         if self.full:
             return None
-        known = self._row("SELECT fingerprint, data FROM session WHERE folder = ?", str(place.folder))
+        known = self._one("SELECT fingerprint, data FROM session WHERE folder = ?", str(place.folder))
         if known is None or known[0] != mark:
             return None
         remembered = self._recalled[str(place.folder)] = _remembered(json.loads(known[1]))
@@ -237,7 +224,7 @@ class Snapshots:
         """The subject of `folder` as its scan left it, if its session folders are those it had, unchanged."""
         if not self.settling:
             return None
-        row = self._row("SELECT sessions, settled FROM folder WHERE folder = ?", str(folder))
+        row = self._one("SELECT sessions, settled FROM folder WHERE folder = ?", str(folder))
         if row is None or json.loads(row[0]) != {str(p.folder): self._mark_of(p) for p in places}:
             return None
         self._settled[str(folder)] = [str(p.folder) for p in places]
@@ -257,7 +244,7 @@ class Snapshots:
     def _with_sessions(self, subject: Subject) -> Subject:
         sessions = []
         for folder in self._settled[subject.source or ""]:
-            row = self._row("SELECT fingerprint, data FROM session WHERE folder = ?", folder)
+            row = self._one("SELECT fingerprint, data FROM session WHERE folder = ?", folder)
             if row is None or row[0] != self._marks[folder]:
                 raise FatalError(f"the snapshot of {folder} changed while this run read it",
                                  "run again; another run on the same state folder may have been writing")
@@ -275,7 +262,7 @@ class Snapshots:
                 rows.append((folder, self._marks[folder], _remembered_json(dataclasses.replace(item, session=session))))
         folders = [(folder, json.dumps(sessions), _settled_json(item))
                    for folder, (sessions, item) in self._subjects.items()]
-        self._write([("INSERT OR REPLACE INTO session VALUES (?, ?, ?)", rows),
+        self._write_many([("INSERT OR REPLACE INTO session VALUES (?, ?, ?)", rows),
                      ("INSERT OR REPLACE INTO folder VALUES (?, ?, ?)", folders)])
 
     # -- subjects as last read in full ----------------------------------------------------------------------------
@@ -294,7 +281,7 @@ class Snapshots:
         mark = self.mark(local)
         if self.full or not listed.updated or not listed.remote_id or mark is None:
             return None
-        row = self._row("SELECT stamp, mark, tree, read_at, plan_key, fragment FROM subject WHERE remote_id = ?",
+        row = self._one("SELECT stamp, mark, tree, read_at, plan_key, fragment FROM subject WHERE remote_id = ?",
                         listed.remote_id)
         if row is None or row[0] != listed.updated or row[1] != mark or self.now - row[3] >= self.recheck_after:
             return None
@@ -313,19 +300,19 @@ class Snapshots:
             mark = self.mark(local)
             if mark is not None and remote.updated and remote.remote_id:
                 rows.append((remote.remote_id, remote.updated, mark, json.dumps(encode(remote)), self.now, None, None))
-        self._write([("INSERT OR REPLACE INTO subject VALUES (?, ?, ?, ?, ?, ?, ?)", rows)])
+        self._write_many([("INSERT OR REPLACE INTO subject VALUES (?, ?, ?, ?, ?, ?, ?)", rows)])
 
     def record_fragments(self, fragments: dict[str, Fragment]) -> None:
         """Keep, with their subjects' rows, the fragments of subjects planned in full this run that needed no
         step."""
         if self.keep:
-            self._write([("UPDATE subject SET plan_key = ?, fragment = ? WHERE remote_id = ?",
+            self._write_many([("UPDATE subject SET plan_key = ?, fragment = ? WHERE remote_id = ?",
                           [(self.plan_key, _fragment_json(f), i) for i, f in fragments.items()
                            if i not in self.fragments])])
 
     def drop(self, remote_ids: Iterable[str]) -> None:
         """Forget subjects about to change: the next plan reads them in full unless this run writes them anew."""
-        self._write([("DELETE FROM subject WHERE remote_id = ?", [(i,) for i in remote_ids])])
+        self._write_many([("DELETE FROM subject WHERE remote_id = ?", [(i,) for i in remote_ids])])
 
     def summary(self, subjects: int) -> dict[str, Any]:
         """For the plan: how many subjects came from snapshots (`settled`: of those, how many repeated their last
@@ -337,18 +324,3 @@ class Snapshots:
             found["oldest_full_read"] = _iso(min(self.reused.values()))
             found["newest_full_read"] = _iso(max(self.reused.values()))
         return found
-
-    def _write(self, statements: list[tuple[str, list[tuple]]]) -> None:
-        """Run each (statement, rows) in one transaction."""
-        statements = [(sql, rows) for sql, rows in statements if rows]
-        if not statements:
-            return
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                for sql, rows in statements:
-                    self._db.executemany(sql, rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
