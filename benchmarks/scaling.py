@@ -2,8 +2,9 @@
 
 A lab of N subjects × 2 sessions × 4 trials × 2 small files, an emulator with --latency-ms 20 in its own process,
 `moveshelf-import apply --jobs 8` in its own process (wall time, CPU and peak RSS from the OS), the requests it made
-from the emulator's counters. Beside each run: the critical-path limit, the larger of the dependent round trips
-× latency and the requests ÷ jobs × latency, and the ratio of the run's time to it.
+and the emulator's CPU from the emulator's counters (the two share the machine). Beside each run: the critical-path
+limit, the larger of the dependent round trips × latency and the requests ÷ jobs × latency, and the ratio of the
+run's time to it.
 
 `--baseline DIR` runs the importer of another source tree (e.g. an older commit, `git archive` into DIR) instead.
 """
@@ -80,6 +81,7 @@ def measure(subjects: int, source: Path = ROOT, jobs: int = JOBS, kinds: tuple[s
             requests = graphql + uploads + after["downloads"] - before["downloads"]
             if kind in kinds:
                 rows.append({"subjects": subjects, "kind": kind, **timing, "graphql": graphql, "uploads": uploads,
+                             "emulator_cpu": after["cpu_seconds"] - before["cpu_seconds"],
                              "requests": requests, "limit": limit(kind, requests, jobs),
                              "cpu_per_request_ms": 1000 * timing["cpu"] / max(1, requests)})
             if kind == kinds[-1]:
@@ -88,11 +90,12 @@ def measure(subjects: int, source: Path = ROOT, jobs: int = JOBS, kinds: tuple[s
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| subjects | run | wall | GraphQL | uploads | importer CPU | CPU/request | peak RSS | limit | ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| subjects | run | wall | GraphQL | uploads | importer CPU | CPU/request | emulator CPU | peak RSS "
+             "| limit | ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['subjects']} | {r['kind']} | {r['seconds']:.2f} s | {r['graphql']} | {r['uploads']} | "
-                     f"{r['cpu']:.2f} s | {r['cpu_per_request_ms']:.2f} ms | {r['rss_mb']:.0f} MB | "
+                     f"{r['cpu']:.2f} s | {r['cpu_per_request_ms']:.2f} ms | {r['emulator_cpu']:.1f} s | "
+                     f"{r['rss_mb']:.0f} MB | "
                      f"{r['limit']:.2f} s | {r['seconds'] / r['limit']:.1f}x |")
     return "\n".join(lines)
 
