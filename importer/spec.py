@@ -6,6 +6,7 @@ in one pass; nothing is written while any remains.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import threading
@@ -99,7 +100,8 @@ def _violations(document: Any, file: str) -> list[Problem]:
 
 
 _ONE_KEY_AT_A_TIME = {"type", "properties", "$schema", "$id", "$defs", "$comment", "title", "description"}
-_VALID_SECTIONS: set[str] = set()  # `"key": value` texts (see `_sections`) found valid in this process
+_ONE_FIELD_AT_A_TIME = {"type", "properties", "additionalProperties", "$comment", "title", "description"}
+_VALID_PARTS: set[str] = set()  # texts of sections and fields (see `_parts`) found valid in this process
 
 
 @cache
@@ -108,6 +110,14 @@ def _by_section() -> bool:
     config is an object and what each key holds, nothing that spans keys (required, additionalProperties, ...)."""
     schema = validator(CONFIG_SCHEMA).schema
     return schema.get("type") == "object" and set(schema) <= _ONE_KEY_AT_A_TIME
+
+
+@cache
+def _by_field(section: str) -> bool:
+    """Whether the fields of a section's object can be checked one at a time: its schema says what each field holds
+    (by name, else for any other name) and nothing that spans fields (required, propertyNames, maxProperties, ...)."""
+    schema = validator(CONFIG_SCHEMA).schema.get("properties", {}).get(section)
+    return isinstance(schema, dict) and schema.get("type") == "object" and set(schema) <= _ONE_FIELD_AT_A_TIME
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True)  # what json.dumps(..., sort_keys=True) builds on every call
@@ -119,19 +129,36 @@ def _sections(document: dict[str, Any]) -> dict[str, str]:
     return {name: f"{_CANONICAL.encode(name)}: {_CANONICAL.encode(document[name])}" for name in sorted(document)}
 
 
+def _parts(name: str, value: Any, text: str) -> list[tuple[str, dict[str, Any]]]:
+    """What to check of a section, as (text, document) pairs in JSON path order: each field alone where the schema
+    allows (a subject's name differs from the next subject's, its sex and diagnosis do not), else the whole section."""
+    if not (isinstance(value, dict) and value and _by_field(name)):
+        return [(text, {name: value})]
+    return [(f"{_CANONICAL.encode(name)}.{_CANONICAL.encode(key)}: {_CANONICAL.encode(value[key])}",
+             {name: {key: value[key]}}) for key in sorted(value)]
+
+
 def _schema_problems(document: dict[str, Any], sections: dict[str, str], file: str) -> list[Problem]:
-    """Schema violations, in JSON path order. Top-level values are checked one at a time when the schema allows, and
-    one found valid before (a protocol's conditions, a subject's metadata in its next session) is not checked again:
-    a lab's configs repeat most of their values."""
+    """Schema violations, in JSON path order. Top-level values, and the fields of metadata, are checked one at a
+    time when the schema allows, and one found valid before (a protocol's conditions, a subject's metadata in its
+    next session, the same session type in every session) is not checked again: a lab's configs repeat most of their
+    values."""
     if not _by_section():
         return _violations(document, file)
     problems = []
     for name, text in sections.items():  # in key order, so in JSON path order
-        if text not in _VALID_SECTIONS:
-            found = _violations({name: document[name]}, file)
-            problems += found
-            if not found:
-                _VALID_SECTIONS.add(text)
+        if text in _VALID_PARTS:
+            continue
+        found = []
+        for part_text, part in _parts(name, document[name], text):
+            if part_text not in _VALID_PARTS:
+                wrong = _violations(part, file)
+                found += wrong
+                if not wrong:
+                    _VALID_PARTS.add(part_text)
+        problems += found
+        if not found:
+            _VALID_PARTS.add(text)
     return problems
 
 
@@ -184,13 +211,19 @@ def session_date(config: SessionConfig | None, folder_name: str, file: str,
 
 class _Valid:
     """Digests of configs found valid, so each content is checked once: in this process, and across runs in a
-    private file of the user cache folder (its name holds the schema's digest, so a new schema starts afresh)."""
+    private file of the user cache folder (its name holds the schema's digest, so a new schema starts afresh).
+    New digests go to the file in writes of up to `BATCH` lines, the rest at exit: a run killed before it loses
+    only the time to check those configs again."""
+
+    BATCH = 200  # lines of 33 bytes: one write(2) to an O_APPEND file, whole beside another process's
 
     def __init__(self) -> None:
         self._known: set[str] | None = None
         self._lock = threading.Lock()
         self._file: Path | None = None
         self._out: TextIO | None = None
+        self._pending: list[str] = []
+        atexit.register(self.flush)
 
     def _load(self) -> set[str]:
         if self._known is None:
@@ -210,16 +243,26 @@ class _Valid:
     def add(self, digest: str) -> None:
         with self._lock:
             self._load().add(digest)
-            if self._file is None:  # could not be written before: this run checks again what it finds
-                return
-            try:
-                if self._out is None:
-                    private_folder(self._file.parent)
-                    self._out = open_private_append(self._file)
-                self._out.write(digest + "\n")  # one short line per write to an O_APPEND file: never interleaved
-                self._out.flush()
-            except (OSError, InputError):  # a cache that cannot be written only costs time
-                self._file = None
+            self._pending.append(digest + "\n")
+            if len(self._pending) >= self.BATCH:
+                self._write()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._write()
+
+    def _write(self) -> None:
+        lines, self._pending = "".join(self._pending), []
+        if not lines or self._file is None:  # could not be written before: this run checks again what it finds
+            return
+        try:
+            if self._out is None:
+                private_folder(self._file.parent)
+                self._out = open_private_append(self._file)
+            self._out.write(lines)
+            self._out.flush()
+        except (OSError, InputError):  # a cache that cannot be written only costs time
+            self._file = None
 
 
 VALID = _Valid()

@@ -1,0 +1,32 @@
+"""The config check one section and one metadata field at a time says what a check of the whole document says."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from importer import spec
+
+_VALUES = st.one_of(
+    st.sampled_from(["Male", "", "2020-01-01", "2020-13-45"]),
+    st.integers(0, 3), st.none(), st.booleans(),
+    st.lists(st.fixed_dictionaries({}, optional={"value": st.sampled_from(["1", 2, ["a"], None]),
+                                                 "context": st.sampled_from(["left", "right", 3])}), max_size=3),
+    st.fixed_dictionaries({}, optional={"value": st.sampled_from(["a", ["a", "b"], [1], 5]),
+                                        "multiselect": st.sampled_from([True, "yes"])}),
+)
+_FIELDS = st.dictionaries(st.sampled_from(["ehr-id", "subject-date-of-birth", "subject-sex", "session_date",
+                                           "session-type", "interview-fms5m"]), _VALUES, max_size=4)
+_CONFIGS = st.fixed_dictionaries({}, optional={
+    "subjectMetadata": st.one_of(_FIELDS, st.lists(st.integers(), max_size=1), st.text(max_size=2)),
+    "sessionMetadata": st.one_of(_FIELDS, st.none()),
+    "session_date": st.sampled_from(["2024-01-02", "2024-1-2", 7]),
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(_CONFIGS)
+def test_checking_part_by_part_finds_what_the_whole_document_check_finds(config: dict):
+    whole = spec._violations(config, "f.json")
+    assert spec._schema_problems(config, spec._sections(config), "f.json") == whole
+    assert spec._schema_problems(config, spec._sections(config), "f.json") == whole  # with the parts remembered
