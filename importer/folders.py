@@ -21,6 +21,7 @@ from .spec import Problem
 
 JUNK = {".DS_Store", "Thumbs.db", "desktop.ini", "ehthumbs.db"}
 _MAX_HOPS = 40  # the kernel's own limit on links followed in one lookup
+_EFFECTIVE_IDS = os.access in os.supports_effective_ids  # as open(2) checks: the effective user, not the real one
 _READ_ONLY = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)  # a FIFO's open must not block
 
 
@@ -161,7 +162,12 @@ def folders(folder: Path, root: Path, problems: list[Problem]) -> list[Path]:
 
 
 def unreadable(path: str | Path) -> str | None:
-    """Why a data file cannot be read, or None: checked at validate time, so plan and apply find no surprise."""
+    """Why a data file cannot be read, or None: checked at validate time, so plan and apply find no surprise.
+    access(2) answers for nearly every file in one system call and no descriptor (half the time of an open and a
+    close, over a lab's 100,000s of files); a file it refuses is opened, for the reason. What it cannot see (a
+    security module refusing the open, a disk error) is found when the file is read for its checksum."""
+    if os.access(path, os.R_OK, effective_ids=_EFFECTIVE_IDS):
+        return None
     try:
         descriptor = os.open(path, _READ_ONLY)
     except OSError as exc:

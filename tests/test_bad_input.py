@@ -377,7 +377,7 @@ def test_bad_input_is_refused_by_name_and_writes_nothing(case: Case, lab: Path, 
 
 
 def test_permission_errors_are_problems_even_where_chmod_cannot_be_tested(tmp_path: Path, monkeypatch):
-    """The same code path as chmod 000, by a refusing os.open and os.scandir (runs as root too)."""
+    """The same code path as chmod 000, by a refusing os.access, os.open and os.scandir (runs as root too)."""
     (tmp_path / "lab" / "Ann").mkdir(parents=True)
     data = tmp_path / "lab" / "Ann" / "Walk01.c3d"
     data.write_bytes(b"x")
@@ -385,6 +385,7 @@ def test_permission_errors_are_problems_even_where_chmod_cannot_be_tested(tmp_pa
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
+    monkeypatch.setattr(folders.os, "access", lambda *args, **kwargs: False)
     monkeypatch.setattr(folders.os, "open", refuse)
     assert "permission denied" in folders.unreadable(data)
     monkeypatch.setattr(folders.os, "scandir", refuse)
