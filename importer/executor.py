@@ -17,12 +17,11 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from . import queries
 from . import steps as st
 from .address import Address
-from .client import Client
 from .errors import FatalError, Interrupted, Rejected, RemoteError, TransientError
 from .journal import Journal
 from .model import COMPLETE, key, path_key, same_path
@@ -30,6 +29,9 @@ from .planner import trial_options
 from .remote import Project
 from .scheduler import Outcome, Result, Scheduler
 from .steps import Action, Plan, Step
+
+if TYPE_CHECKING:
+    from .client import Client
 
 T = TypeVar("T")
 BATCH_SIZE = 50

@@ -12,14 +12,16 @@ import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import queries
-from .client import Client
 from .errors import FatalError
 from .journal import Journal
 from .model import COMPLETE, DataFile, Facts, LocalTree, Norm, Session, Subject, Tree, Trial, key
 from .pairing import match_subjects
+
+if TYPE_CHECKING:
+    from .client import Client
 
 SUBJECTS_PER_REQUEST = 25
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import documents
 from .errors import InputError
-from .executor import StepResult
 from .scheduler import Status
 from .steps import Plan
+
+if TYPE_CHECKING:
+    from .executor import StepResult
 
 FORMAT = "moveshelf-import/report"
 VERSION = 2

@@ -13,12 +13,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import checksum, report, selection, shard
 from .address import Address
 from .cancel import Cancellation
-from .client import Client
 from .config import load_connection, project_name
 from .errors import FatalError, ImportToolError, InputError
 from .executor import Executor
@@ -36,6 +35,9 @@ from .selection import Selection
 from .snapshot import DEFAULT_RECHECK_AFTER, Snapshots
 from .state import run_lock, state_dir
 from .steps import ConflictPolicy, Plan, Step
+
+if TYPE_CHECKING:
+    from .client import Client
 
 STALE = "changed since the plan was made: run plan again"
 
@@ -124,6 +126,9 @@ def with_saved(settings: Settings, saved: Plan | None) -> Settings:
 @contextmanager
 def connect(settings: Settings, cancel: Cancellation | None = None, snapshots: Snapshots | None = None
             ) -> Iterator[Context]:
+    from .client import Client  # here, not at the top: `validate` never talks to the server, and the HTTP stack is
+    # a tenth of its start-up
+
     connection = load_connection(settings.config)
     client = Client(connection.api_url, connection.api_key, attempts=settings.attempts, cancel=cancel,
                     jobs=settings.jobs)
