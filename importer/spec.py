@@ -93,10 +93,13 @@ def valid_date(text: str) -> bool:
     return len(text) == 10
 
 
-def _violations(document: Any, file: str) -> list[Problem]:
+def _errors(document: Any) -> list[jsonschema.ValidationError]:
     """What the schema finds wrong with a document, in JSON path order."""
-    return [Problem(file, json_path(e.absolute_path), _message(e))
-            for e in sorted(validator(CONFIG_SCHEMA).iter_errors(document), key=lambda e: list(e.absolute_path))]
+    return sorted(validator(CONFIG_SCHEMA).iter_errors(document), key=lambda e: list(e.absolute_path))
+
+
+def _violations(document: Any, file: str) -> list[Problem]:
+    return [Problem(file, json_path(e.absolute_path), _message(e)) for e in _errors(document)]
 
 
 _ONE_KEY_AT_A_TIME = {"type", "properties", "$schema", "$id", "$defs", "$comment", "title", "description"}
@@ -129,37 +132,40 @@ def _sections(document: dict[str, Any]) -> dict[str, str]:
     return {name: f"{_CANONICAL.encode(name)}: {_CANONICAL.encode(document[name])}" for name in sorted(document)}
 
 
-def _parts(name: str, value: Any, text: str) -> list[tuple[str, dict[str, Any]]]:
-    """What to check of a section, as (text, document) pairs in JSON path order: each field alone where the schema
-    allows (a subject's name differs from the next subject's, its sex and diagnosis do not), else the whole section."""
+def _parts(name: str, value: Any, text: str) -> list[tuple[str, tuple[str, ...], Any]]:
+    """What to check of a section, as (text, JSON path, value): each field alone where the schema allows (a subject's
+    name differs from the next subject's, its sex and diagnosis do not), else the whole section."""
     if not (isinstance(value, dict) and value and _by_field(name)):
-        return [(text, {name: value})]
-    return [(f"{_CANONICAL.encode(name)}.{_CANONICAL.encode(key)}: {_CANONICAL.encode(value[key])}",
-             {name: {key: value[key]}}) for key in sorted(value)]
+        return [(text, (name,), value)]
+    return [(f"{_CANONICAL.encode(name)}.{_CANONICAL.encode(key)}: {_CANONICAL.encode(value[key])}", (name, key),
+             value[key]) for key in value]
+
+
+def _joined(parts: list[tuple[str, tuple[str, ...], Any]]) -> dict[str, Any]:
+    """The parts as one document, each at its path: checked together, they are found wrong where checked alone
+    they would be (no schema rule spans them), with one walk of the schema instead of one a part."""
+    document: dict[str, Any] = {}
+    for _, path, value in parts:
+        if len(path) == 1:
+            document[path[0]] = value
+        else:
+            document.setdefault(path[0], {})[path[1]] = value
+    return document
 
 
 def _schema_problems(document: dict[str, Any], sections: dict[str, str], file: str) -> list[Problem]:
-    """Schema violations, in JSON path order. Top-level values, and the fields of metadata, are checked one at a
-    time when the schema allows, and one found valid before (a protocol's conditions, a subject's metadata in its
-    next session, the same session type in every session) is not checked again: a lab's configs repeat most of their
-    values."""
+    """Schema violations, in JSON path order. Top-level values, and the fields of metadata, are told apart when the
+    schema allows, and one found valid before (a protocol's conditions, a subject's metadata in its next session,
+    the same session type in every session) is not checked again: a lab's configs repeat most of their values."""
     if not _by_section():
         return _violations(document, file)
-    problems = []
-    for name, text in sections.items():  # in key order, so in JSON path order
-        if text in _VALID_PARTS:
-            continue
-        found = []
-        for part_text, part in _parts(name, document[name], text):
-            if part_text not in _VALID_PARTS:
-                wrong = _violations(part, file)
-                found += wrong
-                if not wrong:
-                    _VALID_PARTS.add(part_text)
-        problems += found
-        if not found:
-            _VALID_PARTS.add(text)
-    return problems
+    unknown = [part for name, text in sections.items() if text not in _VALID_PARTS
+               for part in _parts(name, document[name], text) if part[0] not in _VALID_PARTS]
+    errors = _errors(_joined(unknown)) if unknown else []
+    wrong = {tuple(e.absolute_path)[:2] for e in errors} | {tuple(e.absolute_path)[:1] for e in errors}
+    _VALID_PARTS.update(text for text, path, _ in unknown if path not in wrong)
+    _VALID_PARTS.update(text for name, text in sections.items() if (name,) not in wrong)
+    return [Problem(file, json_path(e.absolute_path), _message(e)) for e in errors]
 
 
 def _cross_problems(document: dict[str, Any], file: str) -> list[Problem]:
