@@ -81,6 +81,16 @@ def group_of(step: Step) -> Hashable | None:
     return BATCHED.get(step.action)
 
 
+_DEPTH = {"subject": 0, "session": 1, "trial": 2, "file": 3}
+
+
+def rank_of(step: Step) -> int:
+    """The deeper a step's target, the sooner it goes: the first uploads start as soon as their trials exist,
+    instead of after the last subject, session and trial of the plan has been created, and the uploads, most of
+    a first import's requests, keep every slot busy from then on."""
+    return _DEPTH[step.target.kind]
+
+
 class Executor:
     def __init__(self, plan: Plan, client: Client, project: Project, journal: Journal, jobs: int = 8,
                  on_upload: Callable[[str, int], Callable[[int], None]] = lambda name, size: lambda n: None,
@@ -105,7 +115,8 @@ class Executor:
         a kill) leaves them for the next plan even though the sessions' data will then be unchanged."""
         self.journal.owe_reports([str(s.target) for s in self.plan.steps if s.action is Action.CREATE_REPORTS])
         scheduler: Scheduler[Step] = Scheduler(self._dispatch, jobs=self.jobs, batch_size=BATCH_SIZE,
-                                               group_of=group_of, cancel=self.client.cancel, fatal=(FatalError,),
+                                               group_of=group_of, rank_of=rank_of, cancel=self.client.cancel,
+                                               fatal=(FatalError,),
                                                on_result=self.on_result)
         with _few_collections(), ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="upload") as pool:
             self._uploads = pool

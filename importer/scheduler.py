@@ -64,41 +64,48 @@ class Result(Generic[N]):
 
 Handler = Callable[[list[N]], dict[str, Outcome]]  # a batch -> each node's outcome (a missing one: applied)
 GroupOf = Callable[[N], Hashable | None]  # None: the node goes alone
+RankOf = Callable[[N], int]  # ready nodes of a higher rank go first
 
 
 class _Ready(Generic[N]):
-    """Nodes whose dependencies are done, grouped by what can share one request, oldest group first."""
+    """Nodes whose dependencies are done, grouped by what can share one request: the groups of the highest rank
+    first, among them the oldest. (The nodes of a group share their rank.)"""
 
-    def __init__(self, group_of: GroupOf, batch_size: int) -> None:
-        self._groups: OrderedDict[Hashable, list[N]] = OrderedDict()
+    def __init__(self, group_of: GroupOf, batch_size: int, rank_of: RankOf) -> None:
+        self._ranks: defaultdict[int, OrderedDict[Hashable, list[N]]] = defaultdict(OrderedDict)
         self._group_of = group_of
+        self._rank_of = rank_of
         self._batch_size = batch_size
 
     def __bool__(self) -> bool:
-        return bool(self._groups)
+        return any(self._ranks.values())
 
     def add(self, node: N) -> None:
         group = self._group_of(node)
-        self._groups.setdefault(("single", node.id) if group is None else ("group", group), []).append(node)
+        groups = self._ranks[self._rank_of(node)]
+        groups.setdefault(("single", node.id) if group is None else ("group", group), []).append(node)
 
     def take(self) -> list[N]:
-        """The oldest group, up to the batch size of it."""
-        group, nodes = next(iter(self._groups.items()))
+        """The first group of the highest rank, up to the batch size of it."""
+        groups = self._ranks[max(rank for rank, groups in self._ranks.items() if groups)]
+        group, nodes = next(iter(groups.items()))
         if len(nodes) > self._batch_size:
-            self._groups[group] = nodes[self._batch_size:]
+            groups[group] = nodes[self._batch_size:]
         else:
-            del self._groups[group]
+            del groups[group]
         return nodes[:self._batch_size]
 
 
 class Scheduler(Generic[N]):
     def __init__(self, handle: Handler, *, jobs: int = 8, batch_size: int = 50, group_of: GroupOf = lambda n: None,
+                 rank_of: RankOf = lambda n: 0,
                  cancel: Cancellation | None = None, fatal: tuple[type[BaseException], ...] = (),
                  on_result: Callable[[Result[N]], None] = lambda r: None) -> None:
         self._handle = handle
         self._jobs = max(1, jobs)
         self._batch_size = max(1, batch_size)
         self._group_of = group_of
+        self._rank_of = rank_of
         self._cancel = cancel or Cancellation()
         self._fatal_kinds = fatal
         self._on_result = on_result
@@ -115,7 +122,7 @@ class Scheduler(Generic[N]):
         for node_id, deps in waiting.items():
             for dep in deps:
                 dependents[dep].append(node_id)
-        ready: _Ready[N] = _Ready(self._group_of, self._batch_size)
+        ready: _Ready[N] = _Ready(self._group_of, self._batch_size, self._rank_of)
         for node in nodes:
             if not waiting[node.id]:
                 ready.add(node)

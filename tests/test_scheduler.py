@@ -55,6 +55,14 @@ def test_ready_nodes_of_one_group_share_batches_of_at_most_the_batch_size():
     assert all(r.status is Status.APPLIED for r in results)
 
 
+def test_ready_nodes_of_a_higher_rank_go_first_and_among_equals_the_oldest_group():
+    nodes = [Node("s1", group="s"), Node("s2", group="s2"), Node("t1", ("s1",), group="t"),
+             Node("f1", ("t1",), group="f"), Node("t2", ("s2",), group="t")]
+    handler = Recorder()
+    Scheduler(handler, jobs=1, rank_of=lambda n: "stf".index(n.id[0]), group_of=lambda n: n.group).run(nodes)
+    assert handler.batches == [["s1"], ["t1"], ["f1"], ["s2"], ["t2"]]  # deeper first; s1's group is older than s2's
+
+
 def test_the_descendants_of_a_failed_node_are_skipped_and_others_go_on():
     nodes = [Node("a"), Node("b", ("a",)), Node("c", ("b",)), Node("d")]
     results = statuses(Scheduler(Recorder(failing={"a"}), jobs=2).run(nodes))
