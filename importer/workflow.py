@@ -126,8 +126,9 @@ def with_saved(settings: Settings, saved: Plan | None) -> Settings:
 @contextmanager
 def connect(settings: Settings, cancel: Cancellation | None = None, snapshots: Snapshots | None = None
             ) -> Iterator[Context]:
-    from .client import Client  # here, not at the top: `validate` never talks to the server, and the HTTP stack is
-    # a tenth of its start-up
+    # Imported here, not at the top: `validate` never talks to the server, and the HTTP stack is a tenth of its
+    # start-up.
+    from .client import Client
 
     connection = load_connection(settings.config)
     client = Client(connection.api_url, connection.api_key, attempts=settings.attempts, cancel=cancel,
