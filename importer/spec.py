@@ -107,20 +107,22 @@ _ONE_FIELD_AT_A_TIME = {"type", "properties", "additionalProperties", "$comment"
 _VALID_PARTS: set[str] = set()  # texts of sections and fields (see `_parts`) found valid in this process
 
 
+def _per_key(schema: Any, allowed: set[str]) -> bool:
+    """Whether an object schema says only what each key holds, nothing that spans keys (required, propertyNames,
+    maxProperties, ...): its keys' values can then be checked one at a time."""
+    return isinstance(schema, dict) and schema.get("type") == "object" and set(schema) <= allowed
+
+
 @cache
 def _by_section() -> bool:
-    """Whether a config's top-level values can be checked one at a time: the schema's top level says only that a
-    config is an object and what each key holds, nothing that spans keys (required, additionalProperties, ...)."""
-    schema = validator(CONFIG_SCHEMA).schema
-    return schema.get("type") == "object" and set(schema) <= _ONE_KEY_AT_A_TIME
+    """Whether a config's top-level values can be checked one at a time."""
+    return _per_key(validator(CONFIG_SCHEMA).schema, _ONE_KEY_AT_A_TIME)
 
 
 @cache
 def _by_field(section: str) -> bool:
-    """Whether the fields of a section's object can be checked one at a time: its schema says what each field holds
-    (by name, else for any other name) and nothing that spans fields (required, propertyNames, maxProperties, ...)."""
-    schema = validator(CONFIG_SCHEMA).schema.get("properties", {}).get(section)
-    return isinstance(schema, dict) and schema.get("type") == "object" and set(schema) <= _ONE_FIELD_AT_A_TIME
+    """Whether the fields of a section's object can be checked one at a time."""
+    return _per_key(validator(CONFIG_SCHEMA).schema.get("properties", {}).get(section), _ONE_FIELD_AT_A_TIME)
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True)  # what json.dumps(..., sort_keys=True) builds on every call
