@@ -159,8 +159,11 @@ def gather_facts(client: Client, journal: Journal, local: LocalTree, actual: Tre
     return Facts({**recorded, **content}, frozenset(ours), frozenset(stored))
 
 
-def journal_facts(journal: Journal, actual: Tree, facts: Facts) -> Facts:
+def journal_facts(journal: Journal, actual: Tree, facts: Facts, repeated: Iterable[str] = ()) -> Facts:
     """The facts with what the journal knows of metadata and reports: the values this tool last wrote to each
-    server subject and session, and the sessions whose report request went unanswered."""
-    ids = [i for s in actual.subjects for i in (s.remote_id, *(se.remote_id for se in s.sessions)) if i]
+    server subject and session (but the `repeated` subjects, whose last plan is repeated without a diff), and the
+    sessions whose report request went unanswered."""
+    skip = set(repeated)
+    ids = [i for s in actual.subjects if s.remote_id not in skip
+           for i in (s.remote_id, *(se.remote_id for se in s.sessions)) if i]
     return dataclasses.replace(facts, written=journal.written(ids), reports_owed=journal.reports_owed())

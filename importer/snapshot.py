@@ -26,12 +26,14 @@ what the server then holds.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from stat import S_ISDIR, S_ISLNK
 from typing import Any
 
 from .database import Database
@@ -60,39 +62,47 @@ def _options_key(options: ScanOptions) -> str:
 
 def fingerprint(folder: Path, root: Path, options_key: str) -> tuple[str, float]:
     """A digest of everything the scan of a session folder reads (any change to it changes the digest), and the
-    latest mtime of anything below the folder (unreadable entries count as old, as in `scan._newest_change`)."""
-    digest = hashlib.blake2b(digest_size=20)
+    latest mtime of anything below the folder (unreadable entries count as old, as in `scan._newest_change`).
+    Every nightly run takes this of every session folder: the lines are hashed at once, one call per folder."""
+    lines = [f"{options_key}\0{root}\0{folder}"]
     newest = 0.0
-    digest.update(f"{options_key}\0{root}\0{folder}\n".encode("utf-8", "surrogateescape"))
     pending = [str(folder)]
     while pending:
         current = pending.pop()
         try:
             with os.scandir(current) as listing:
-                items = sorted(listing, key=lambda e: e.name)
+                items = sorted(listing, key=_name)
         except OSError as exc:
-            digest.update(f"!{current}\0{exc.errno}\n".encode("utf-8", "surrogateescape"))
+            lines.append(f"!{current}\0{exc.errno}")
             continue
         for item in items:
+            path = item.path
             try:
                 st = item.stat(follow_symlinks=False)
-                newest = max(newest, st.st_mtime)
-                line = f"{item.path}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}"
-                if item.is_symlink():
-                    line += f"\0{os.readlink(item.path)}"
-                    target = os.stat(item.path)
-                    line += f"\0{target.st_mode}\0{target.st_size}\0{target.st_mtime_ns}\0{target.st_ctime_ns}"
-                elif item.is_dir(follow_symlinks=False):
-                    pending.append(item.path)
+                if st.st_mtime > newest:
+                    newest = st.st_mtime
+                line = f"{path}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}"
+                if S_ISLNK(st.st_mode):
+                    target = os.stat(path)
+                    line += (f"\0{os.readlink(path)}\0{target.st_mode}\0{target.st_size}\0{target.st_mtime_ns}"
+                             f"\0{target.st_ctime_ns}")
+                elif S_ISDIR(st.st_mode):
+                    pending.append(path)
             except OSError as exc:
-                line = f"!{item.path}\0{exc.errno}"
-            digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
+                line = f"!{path}\0{exc.errno}"
+            lines.append(line)
+    lines.append("")
+    digest = hashlib.blake2b("\n".join(lines).encode("utf-8", "surrogateescape"), digest_size=20)
     try:
-        with open(folder / CONFIG_NAME, "rb") as config:
+        with open(os.path.join(folder, CONFIG_NAME), "rb") as config:
             digest.update(config.read())
     except OSError as exc:
         digest.update(f"!config\0{exc.errno}".encode())
     return digest.hexdigest(), newest
+
+
+def _name(entry: os.DirEntry) -> str:
+    return entry.name
 
 
 # -- rows as JSON: dataclasses as lists of their fields, in order (compact, and fast to build again) -----------
@@ -224,11 +234,17 @@ class Snapshots(Database):
         """The subject of `folder` as its scan left it, if its session folders are those it had, unchanged."""
         if not self.settling:
             return None
-        row = self._one("SELECT sessions, settled FROM folder WHERE folder = ?", str(folder))
+        row = self._folder_rows.get(str(folder))
         if row is None or json.loads(row[0]) != {str(p.folder): self._mark_of(p) for p in places}:
             return None
         self._settled[str(folder)] = [str(p.folder) for p in places]
         return _settled(json.loads(row[1]))
+
+    @functools.cached_property
+    def _folder_rows(self) -> dict[str, tuple[str, str]]:
+        """Subject folder -> (its session folders' fingerprints, settled), every row in one query."""
+        with self._lock:
+            return {r[0]: r[1:] for r in self._db.execute("SELECT folder, sessions, settled FROM folder")}
 
     def remember_subject(self, places: list[SessionPlace], settled: Settled) -> None:
         self._subjects[settled.subject.source or ""] = ({str(p.folder): self._mark_of(p) for p in places}, settled)
@@ -266,6 +282,14 @@ class Snapshots(Database):
                      ("INSERT OR REPLACE INTO folder VALUES (?, ?, ?)", folders)])
 
     # -- subjects as last read in full ----------------------------------------------------------------------------
+    @functools.cached_property
+    def _subject_rows(self) -> dict[str, tuple]:
+        """Remote id -> (stamp, mark, read_at, plan_key, fragment) of every subject, in one query: a nightly run
+        asks about each one (their trees are read only when needed)."""
+        with self._lock:
+            return {r[0]: r[1:] for r in self._db.execute(
+                "SELECT remote_id, stamp, mark, read_at, plan_key, fragment FROM subject")}
+
     def mark(self, subject: Subject) -> str | None:
         """The fingerprint of the folders a subject was planned from; None if one of them has none."""
         source = subject.source or ""
@@ -281,17 +305,21 @@ class Snapshots(Database):
         mark = self.mark(local)
         if self.full or not listed.updated or not listed.remote_id or mark is None:
             return None
-        row = self._one("SELECT stamp, mark, tree, read_at, plan_key, fragment FROM subject WHERE remote_id = ?",
-                        listed.remote_id)
-        if row is None or row[0] != listed.updated or row[1] != mark or self.now - row[3] >= self.recheck_after:
+        row = self._subject_rows.get(listed.remote_id)
+        if row is None or row[0] != listed.updated or row[1] != mark or self.now - row[2] >= self.recheck_after:
             return None
-        self.reused[listed.remote_id] = row[3]
-        if local.source in self._settled and row[4] == self.plan_key and row[5] is not None:
-            conflicts, server_only, warnings = json.loads(row[5])
+        if local.source in self._settled and row[3] == self.plan_key and row[4] is not None:
+            conflicts, server_only, warnings = json.loads(row[4])
             self.fragments[listed.remote_id] = Fragment(tuple(conflicts), tuple(server_only), tuple(warnings))
             self._confirmed.add(local.source or "")
+            self.reused[listed.remote_id] = row[2]
             return listed
-        return decode(Subject, json.loads(row[2]))
+        tree = self._one("SELECT tree FROM subject WHERE remote_id = ? AND stamp = ? AND mark = ?",
+                         listed.remote_id, row[0], row[1])
+        if tree is None:
+            return None
+        self.reused[listed.remote_id] = row[2]
+        return decode(Subject, json.loads(tree[0]))
 
     def record_trees(self, pairs: Iterable[tuple[Subject, Subject]]) -> None:
         """Write the snapshots of (local, server) subjects whose server trees were just read in full."""

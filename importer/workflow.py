@@ -154,7 +154,7 @@ def make_plan(settings: Settings, context: Context, local: LocalTree) -> Plan:
                                             verify=settings.verify)
     settled = frozenset(snapshots.reused) if snapshots else frozenset()
     facts = gather_facts(context.client, context.journal, local, actual, settings.jobs, settings.verify, settled)
-    facts = journal_facts(context.journal, actual, facts)
+    facts = journal_facts(context.journal, actual, facts, snapshots.fragments if snapshots else ())
     if snapshots:
         facts = dataclasses.replace(facts, fragments=snapshots.fragments)
     the_plan = diff(local, actual, facts, context.project.name, settings.on_conflict, options)
