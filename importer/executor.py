@@ -82,13 +82,18 @@ def group_of(step: Step) -> Hashable | None:
 
 
 _DEPTH = {"subject": 0, "session": 1, "trial": 2, "file": 3}
+_FINISHING = frozenset({Action.UPDATE_SUBJECT_METADATA, Action.UPDATE_SESSION_METADATA,
+                        Action.UPDATE_TRIAL_METADATA, Action.REMOVE_RECORD, Action.CREATE_REPORTS})
 
 
 def rank_of(step: Step) -> int:
-    """The deeper a step's target, the sooner it goes: the first uploads start as soon as their trials exist,
-    instead of after the last subject, session and trial of the plan has been created, and the uploads, most of
-    a first import's requests, keep every slot busy from then on."""
-    return _DEPTH[step.target.kind]
+    """Steps that finish what is under way go first: a subject is done, and read back, soon after its files are
+    stored, one subject after another, rather than every subject at the end of the run (they come ready in
+    groups, as the creates and uploads they follow, and go out so). Then the deeper a step's target, the sooner
+    it goes: the first uploads start as soon as their trials exist, instead of after the last subject, session
+    and trial of the plan has been created, and the uploads, most of a first import's requests, keep every slot
+    busy from then on."""
+    return len(_DEPTH) if step.action in _FINISHING else _DEPTH[step.target.kind]
 
 
 class Executor:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -88,15 +89,56 @@ def subject_from_node(node: dict) -> Subject:
                    sessions=tuple(_session(s) for s in node.get("sessions") or []), updated=node.get("updated"))
 
 
+def _read_batch(client: Client, ids: list[str]) -> list[Subject]:
+    data = client.call(queries.subject_trees(len(ids)), {f"s{i}": s for i, s in enumerate(ids)})
+    return [subject_from_node(data[f"s{i}"]) for i in range(len(ids)) if data.get(f"s{i}")]
+
+
 def read_trees(client: Client, ids: list[str], jobs: int) -> dict[str, Subject]:
     batches = [ids[i:i + SUBJECTS_PER_REQUEST] for i in range(0, len(ids), SUBJECTS_PER_REQUEST)]
-
-    def read(batch: list[str]) -> list[Subject]:
-        data = client.call(queries.subject_trees(len(batch)), {f"s{i}": s for i, s in enumerate(batch)})
-        return [subject_from_node(data[f"s{i}"]) for i in range(len(batch)) if data.get(f"s{i}")]
-
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return {s.remote_id: s for batch in pool.map(read, batches) for s in batch}
+        return {s.remote_id: s for batch in pool.map(lambda b: _read_batch(client, b), batches) for s in batch}
+
+
+class ReadBack:
+    """Reads each subject a run changes again as soon as the run has nothing more to write to it, while the run
+    goes on with the others: the next run's snapshot is then what the server holds after this run's writes, and
+    these reads ride along with the run's last steps instead of adding their round trips, and the server's work,
+    after them. Steps' results come in on one thread (the scheduler's)."""
+
+    def __init__(self, client: Client, subjects: Iterable[str], id_of: Callable[[str], str | None]) -> None:
+        self._client = client
+        self._left = Counter(subjects)  # subject address -> steps of the run on it without a result yet
+        self._id_of = id_of
+        self._batch: list[str] = []
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="read")
+        self._reads: list[Future[list[Subject]]] = []
+
+    def finished(self, subject: str) -> None:
+        """One more of the run's steps on `subject` (its address) has its result."""
+        self._left[subject] -= 1
+        remote_id = self._id_of(subject) if self._left[subject] == 0 else None
+        if remote_id:
+            self._batch.append(remote_id)
+            if len(self._batch) == SUBJECTS_PER_REQUEST:
+                self._send()
+
+    def _send(self) -> None:
+        self._reads.append(self._pool.submit(_read_batch, self._client, self._batch))
+        self._batch = []
+
+    def trees(self) -> dict[str, Subject]:
+        """Every subject read back (the last ones now); raises what a read raised."""
+        if self._batch:
+            self._send()
+        try:
+            return {s.remote_id: s for read in self._reads for s in read.result()}
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop: reads not started are dropped."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 Recall = Callable[[Subject, Subject], Subject | None]  # (local, listed) -> the listed subject's known tree

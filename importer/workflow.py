@@ -27,7 +27,7 @@ from .model import LocalTree, Subject, Tree
 from .pairing import match_subjects
 from .planner import PlanOptions, approve, diff
 from .progress import Progress
-from .remote import Project, find_norm, find_project, gather_facts, journal_facts, read_state, read_trees
+from .remote import Project, ReadBack, find_norm, find_project, gather_facts, journal_facts, read_state
 from .render import plural
 from .scan import ScanOptions, scan
 from .scheduler import Result, Status
@@ -236,30 +236,46 @@ def execute(the_plan: Plan, context: Context, settings: Settings, progress_mode:
     """Run the executor with progress; the report, stale steps of a saved plan included as skipped."""
     total_bytes = sum(s.upload_size for s in the_plan.steps)
     progress = Progress(progress_mode, len(the_plan.steps), total_bytes)
+    read_back = (ReadBack(context.client, (s.target.subject for s in the_plan.steps),
+                          lambda subject: executor.ids.get(Address(subject)))
+                 if context.snapshots and context.planned else None)
+
+    def on_result(result: Result[Step]) -> None:
+        progress.on_result(result)
+        if read_back:
+            read_back.finished(result.node.target.subject)
+
     executor = Executor(the_plan, context.client, context.project, context.journal, settings.jobs,
-                        progress.upload, progress.on_result)
-    touched = sorted({Address(s.target.subject) for s in the_plan.steps}, key=str)
+                        progress.upload, on_result)
     if context.snapshots:  # before the first write: a run killed half-way leaves no snapshot older than its writes
-        context.snapshots.drop(the_plan.ids[a] for a in touched if a in the_plan.ids)
+        touched = {Address(s.target.subject) for s in the_plan.steps}
+        context.snapshots.drop(the_plan.ids[a] for a in sorted(touched, key=str) if a in the_plan.ids)
     started = time.time()
     try:
         results = executor.run()
+    except BaseException:
+        if read_back:
+            read_back.close()
+        raise
     finally:
         progress.close()
-    if context.snapshots and context.planned and not executor.fatal and not context.client.cancel.cancelled:
-        _snapshot_again(context, settings, context.planned, [executor.ids[a] for a in touched if a in executor.ids])
+    if read_back and (executor.fatal or context.client.cancel.cancelled):
+        read_back.close()
+    elif read_back:
+        _snapshot_again(context, settings, context.planned, read_back)
     results += [Result(s, Status.SKIPPED, STALE) for s in stale]
     return report.build(the_plan, results, started, time.time(), interrupted=context.client.cancel.cancelled,
                         fatal=str(executor.fatal) if executor.fatal else None, shard=settings.shard,
                         sent=progress.sent)
 
 
-def _snapshot_again(context: Context, settings: Settings, local: LocalTree, remote_ids: list[str]) -> None:
-    """Read the subjects a run changed once more, so the next run starts from what the server now holds, and plan
-    them against it: the fragments of those that need nothing more let the next run repeat their plan."""
+def _snapshot_again(context: Context, settings: Settings, local: LocalTree, read_back: ReadBack) -> None:
+    """Snapshots of the subjects a run changed, read again after its writes, so the next run starts from what the
+    server now holds; planned against it, the fragments of those that need nothing more let the next run repeat
+    their plan."""
     assert context.snapshots is not None
     try:
-        trees = read_trees(context.client, remote_ids, settings.jobs)
+        trees = read_back.trees()
         changed = pairs(local.tree, Tree(tuple(trees.values())))
         context.snapshots.record_trees(changed)
         mine = dataclasses.replace(local, tree=Tree(tuple(m for m, _ in changed)), warnings=(), settled=frozenset())
