@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from lab import make_lab
-from scaling import ROOT, run
+from scaling import REPEATS, ROOT, median_run, run
 
 HERE = Path(__file__).parent
 
@@ -35,13 +35,19 @@ def planner(subjects: int, source: Path) -> dict:
 
 
 def measure(subjects: int = 5000, baseline: Path | None = None) -> dict:
-    """Validate and plan at `subjects` (2 sessions × 6 trials × 2 files each), ours and the baseline's."""
+    """Validate and plan at `subjects` (2 sessions × 6 trials × 2 files each), ours and the baseline's; validate
+    REPEATS times each, in turn, keeping the run of median time of each (cold and again alike)."""
     with tempfile.TemporaryDirectory(prefix="bench-local-") as folder:
         lab = make_lab(Path(folder) / "lab", subjects, sessions=2, trials=6, c3d_bytes=64, gcd_bytes=32)
-        result = {"subjects": subjects, "files": subjects * 24, "validate": validate(lab, ROOT),
-                  "planner": planner(subjects, ROOT)}
+        sources = {"validate": ROOT, **({"baseline_validate": baseline} if baseline else {})}
+        runs: dict[str, list[dict]] = {name: [] for name in sources}
+        for _ in range(REPEATS):
+            for name, source in sources.items():
+                runs[name].append(validate(lab, source))
+        result = {"subjects": subjects, "files": subjects * 24, "planner": planner(subjects, ROOT),
+                  **{name: {**median_run(found), "again": median_run([r["again"] for r in found])}
+                     for name, found in runs.items()}}
         if baseline:
-            result["baseline_validate"] = validate(lab, baseline)
             result["baseline_planner"] = planner(subjects, baseline)
     return result
 

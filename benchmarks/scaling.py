@@ -4,7 +4,7 @@ A lab of N subjects × 2 sessions × 4 trials × 2 small files, an emulator with
 `moveshelf-import apply --jobs 8` in its own process (wall time, CPU and peak RSS from the OS), the requests it made
 and the emulator's CPU from the emulator's counters (the two share the machine). Beside each run: the critical-path
 limit, the larger of the dependent round trips × latency and the requests ÷ jobs × latency, and the ratio of the
-run's time to it.
+run's time to it. "no-op again" is run 5 times: its row is the run of median wall time.
 
 `--baseline DIR` runs the importer of another source tree (e.g. an older commit, `git archive` into DIR) instead.
 """
@@ -30,6 +30,12 @@ JOBS = 8
 # Dependent round trips of each kind of run: the reads (projects, subject list, and the trees when any are read)
 # then, for new data, subject → session → trials → file records → PUT → trial options.
 CHAIN = {"first import": 8, "no-op": 2, "no-op again": 2, "nightly": 9}
+REPEATS = 5  # runs of "no-op again" (it changes nothing, so it can be run again): the median is kept
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median wall time: one figure that a single slow or fast moment of a noisy machine does not set."""
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
 
 
 def run(command: list[str], source: Path, env: dict[str, str] | None = None) -> dict:
@@ -73,15 +79,16 @@ def measure(subjects: int, source: Path = ROOT, jobs: int = JOBS, kinds: tuple[s
         for kind in CHAIN:
             if kind == "nightly":
                 add_session(lab)
+            runs = REPEATS if kind == "no-op again" else 1
             before = stats(url)
-            timing = run(command, source)
+            timing = median_run([run(command, source) for _ in range(runs)])
             after = stats(url)
-            graphql = after["graphql_requests"] - before["graphql_requests"]
-            uploads = after["uploads"] - before["uploads"]
-            requests = graphql + uploads + after["downloads"] - before["downloads"]
+            graphql = (after["graphql_requests"] - before["graphql_requests"]) // runs
+            uploads = (after["uploads"] - before["uploads"]) // runs
+            requests = graphql + uploads + (after["downloads"] - before["downloads"]) // runs
             if kind in kinds:
                 rows.append({"subjects": subjects, "kind": kind, **timing, "graphql": graphql, "uploads": uploads,
-                             "emulator_cpu": after["cpu_seconds"] - before["cpu_seconds"],
+                             "emulator_cpu": (after["cpu_seconds"] - before["cpu_seconds"]) / runs,
                              "requests": requests, "limit": limit(kind, requests, jobs),
                              "cpu_per_request_ms": 1000 * timing["cpu"] / max(1, requests)})
             if kind == kinds[-1]:
