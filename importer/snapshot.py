@@ -19,8 +19,8 @@ Two kinds of rows, in `snapshot.sqlite3` beside the journal:
   subject row for the same planning options), the plan repeats that fragment without diffing the subject.
 
 Rows of subjects an apply is about to change are dropped before the first write (so a run killed half-way leaves
-no snapshot that predates its writes); after the run those subjects are read again and their rows written from
-what the server then holds.
+no snapshot that predates its writes); each of those subjects is read again once the run has no more to write to
+it (`remote.ReadBack`), and their rows are written from what the server then holds when the run ends.
 """
 
 from __future__ import annotations

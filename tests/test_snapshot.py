@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 
 from importer import steps, workflow
+from importer.client import Client
 from importer.durations import parse_duration
 from importer.emulator.api import parse_global_id
 from importer.emulator.server import EmulatorServer
 from importer.errors import ExitCode
+from importer.remote import SUBJECTS_PER_REQUEST, ReadBack
 from importer.steps import ConflictPolicy
 from importer.workflow import Settings
 
@@ -143,3 +145,26 @@ def test_a_settled_subject_whose_mrn_another_folder_takes_is_a_problem(lab, cli,
     planned = cli("plan", str(lab))
     assert planned.code == ExitCode.INPUT
     assert "Subject01" in planned.err and "Subject03" in planned.err and "MRN" in planned.err
+
+
+def test_a_subject_is_read_back_only_once_every_step_of_the_run_on_it_has_its_result(emulator, gql: Gql):
+    """The read a subject's next snapshot is made from comes after the run's last write to it; full batches of
+    subjects are read while the run goes on, the rest when it ends."""
+    names = [f"S{i:02}" for i in range(SUBJECTS_PER_REQUEST + 1)]
+    created = gql("mutation($p: String!) { " + " ".join(
+        f'{n}: createPatient(projectId: $p, name: "{n}") {{ patient {{ id }} }}' for n in names) + " }",
+        p=gql.project_id())
+    ids = {n: created[n]["patient"]["id"] for n in names}
+    read_back = ReadBack(Client(emulator.graphql_url, emulator.api_key), [*names, names[0]], ids.get)
+    reads = lambda: gql.stats()["graphql"].get("node", 0)  # noqa: E731
+    for name in names[:-1]:
+        read_back.finished(name)  # the first subject has a second step, still without a result
+    assert reads() == 0
+    read_back.finished(names[-1])
+    read_back.finished(names[0])
+    deadline = time.time() + 10
+    while reads() < SUBJECTS_PER_REQUEST and time.time() < deadline:
+        time.sleep(0.01)
+    assert reads() == SUBJECTS_PER_REQUEST  # a full request's worth, sent before the run ends
+    trees = read_back.trees()
+    assert sorted(s.name for s in trees.values()) == names and reads() == len(names)
