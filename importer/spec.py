@@ -125,6 +125,56 @@ def _by_field(section: str) -> bool:
     return _per_key(validator(CONFIG_SCHEMA).schema.get("properties", {}).get(section), _ONE_FIELD_AT_A_TIME)
 
 
+_NOT_FOR_STRINGS = {"properties", "additionalProperties", "patternProperties", "required", "propertyNames",
+                    "minProperties", "maxProperties", "items", "prefixItems", "contains", "minItems", "maxItems",
+                    "uniqueItems", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
+_ANNOTATIONS = {"title", "description", "$comment", "default", "examples"}
+
+
+def _string_types(schema: Any) -> set[str] | None:
+    """The types a schema names (None: it names none)."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    return {kind} if isinstance(kind, str) else set(kind) if isinstance(kind, list) else None
+
+
+def _rejects_every_string(schema: Any) -> bool:
+    types = _string_types(schema)
+    return types is not None and "string" not in types
+
+
+def _accepts_every_string(schema: Any) -> bool:
+    """Whether a schema holds for every string, from `type`, `anyOf`, `oneOf` and keywords that apply to other
+    types only; any other keyword (`pattern`, `minLength`, `enum`, `format`, ...) answers no."""
+    if schema is True:
+        return True
+    if not isinstance(schema, dict) or not set(schema) <= {"type", "anyOf", "oneOf"} | _NOT_FOR_STRINGS | _ANNOTATIONS:
+        return False
+    types = _string_types(schema)
+    branches = schema.get("oneOf", [])
+    return ((types is None or "string" in types)
+            and ("anyOf" not in schema or any(_accepts_every_string(b) for b in schema["anyOf"]))
+            and ("oneOf" not in schema or sum(_accepts_every_string(b) for b in branches) == 1
+                 and sum(_rejects_every_string(b) for b in branches) == len(branches) - 1))
+
+
+@cache
+def _any_string(section: str, field: str | None) -> bool:
+    """Whether a string is a valid value of this field of a section checked field by field (None: a field the
+    section's schema does not name)."""
+    schema = validator(CONFIG_SCHEMA).schema.get("properties", {}).get(section, {})
+    named = schema.get("properties", {})
+    return _by_field(section) and _accepts_every_string(named[field] if field in named else
+                                                        schema.get("additionalProperties", True))
+
+
+def _needs_check(path: tuple[str, ...], value: Any) -> bool:
+    """A metadata field holding a string that its schema takes whatever it says (a name, an MRN) needs no check."""
+    if len(path) != 2 or not isinstance(value, str):
+        return True
+    named = validator(CONFIG_SCHEMA).schema.get("properties", {}).get(path[0], {}).get("properties", {})
+    return not _any_string(path[0], path[1] if path[1] in named else None)
+
+
 _CANONICAL = json.JSONEncoder(sort_keys=True)  # what json.dumps(..., sort_keys=True) builds on every call
 
 
@@ -162,7 +212,8 @@ def _schema_problems(document: dict[str, Any], sections: dict[str, str], file: s
     if not _by_section():
         return _violations(document, file)
     unknown = [part for name, text in sections.items() if text not in _VALID_PARTS
-               for part in _parts(name, document[name], text) if part[0] not in _VALID_PARTS]
+               for part in _parts(name, document[name], text)
+               if part[0] not in _VALID_PARTS and _needs_check(part[1], part[2])]
     errors = _errors(_joined(unknown)) if unknown else []
     wrong = {tuple(e.absolute_path)[:2] for e in errors} | {tuple(e.absolute_path)[:1] for e in errors}
     _VALID_PARTS.update(text for text, path, _ in unknown if path not in wrong)

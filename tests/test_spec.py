@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from importer import spec
 
 _VALUES = st.one_of(
-    st.sampled_from(["Male", "", "2020-01-01", "2020-13-45"]),
+    st.sampled_from(["Male", "", "2020-01-01", "2020-13-45"]), st.text(max_size=5),
     st.integers(0, 3), st.none(), st.booleans(),
     st.lists(st.fixed_dictionaries({}, optional={"value": st.sampled_from(["1", 2, ["a"], None]),
                                                  "context": st.sampled_from(["left", "right", 3])}), max_size=3),
@@ -30,3 +30,12 @@ def test_checking_part_by_part_finds_what_the_whole_document_check_finds(config:
     whole = spec._violations(config, "f.json")
     assert spec._schema_problems(config, spec._sections(config), "f.json") == whole
     assert spec._schema_problems(config, spec._sections(config), "f.json") == whole  # with the parts remembered
+
+
+def test_a_string_is_not_checked_where_the_schema_takes_every_string_and_is_where_it_does_not():
+    assert not spec._needs_check(("subjectMetadata", "ehr-id"), "MRN0001")
+    assert not spec._needs_check(("subjectMetadata", "subject-first-name"), "Ada")  # any field: a metadata value
+    assert not spec._needs_check(("sessionMetadata", "session-type"), "Gait")
+    assert spec._needs_check(("subjectMetadata", "subject-date-of-birth"), "2020-13-45")  # a date's pattern
+    assert spec._needs_check(("subjectMetadata", "ehr-id"), 7)  # not a string
+    assert spec._needs_check(("session_date",), "2024-01-02")  # a section, not a field
