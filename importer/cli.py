@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import documents, render, report, runlog, shard, workflow
 from .cancel import Cancellation
@@ -73,7 +74,28 @@ def _emulator(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+_PLANNING_DEFAULTS = {"on_conflict": "skip", "reports": "none", "reports_norm": None, "metadata_policy": "fill-empty"}
+
+
+def _planning(args: argparse.Namespace, saved: Plan | None) -> dict[str, Any]:
+    """The options a plan depends on: as given, else as the saved plan was made with, else the defaults. A saved
+    plan is applied as it was made; an option given otherwise would make its steps stale, so it is refused."""
+    recorded = dict(saved.options) if saved else {}
+    if "reports" in recorded:  # recorded as planned (a flag), given as on the command line
+        recorded["reports"] = "auto" if recorded["reports"] else "none"
+    chosen = {}
+    for name, default in _PLANNING_DEFAULTS.items():
+        given = getattr(args, name, None)
+        if given is not None and name in recorded and given != recorded[name]:
+            option = "--" + name.replace("_", "-")
+            made = f"with {option} {recorded[name]}" if recorded[name] is not None else f"without {option}"
+            raise InputError(f"{option} {given}: the saved plan was made {made}",
+                             f"leave {option} out to apply the plan as it was made, or make a new plan with it")
+        chosen[name] = given if given is not None else recorded.get(name, default)
+    return chosen
+
+
+def _settings(args: argparse.Namespace, saved: Plan | None = None) -> Settings:
     for option in ("jobs", "attempts"):
         if getattr(args, option, 1) < 1:
             raise InputError(f"--{option} must be at least 1")
@@ -83,12 +105,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         if not ext or not kind:
             raise InputError(f"--data-type {item!r}: expected EXTENSION=TYPE, e.g. gcd=raw or mp4=video")
         types[ext.lower().lstrip(".")] = kind
-    reports = getattr(args, "reports", "none") == "auto"
-    if getattr(args, "reports_norm", None) and not reports:
+    planning = _planning(args, saved)
+    reports = planning["reports"] == "auto"
+    if planning["reports_norm"] and not reports:
         raise InputError("--reports-norm needs --reports auto")
     return Settings(paths=tuple(args.paths), project=getattr(args, "project", None),
                     config=getattr(args, "config", None), state_dir=getattr(args, "state_dir", None),
-                    on_conflict=ConflictPolicy(getattr(args, "on_conflict", "skip")), jobs=getattr(args, "jobs", 8),
+                    on_conflict=ConflictPolicy(planning["on_conflict"]), jobs=getattr(args, "jobs", 8),
                     verify=getattr(args, "verify", False), attempts=getattr(args, "attempts", 6),
                     shard=shard.parse(args.shard) if getattr(args, "shard", None) else None,
                     scan=ScanOptions(args.layout, types, args.date_format, args.require_date, args.on_invalid,
@@ -96,8 +119,8 @@ def _settings(args: argparse.Namespace) -> Settings:
                     selection=Selection(tuple(args.include), tuple(args.exclude), tuple(args.subject)),
                     full=getattr(args, "full", False),
                     recheck_after=parse_duration(getattr(args, "recheck_after", None) or "7d", "--recheck-after"),
-                    reports=reports, reports_norm=getattr(args, "reports_norm", None),
-                    metadata_policy=MetadataPolicy(getattr(args, "metadata_policy", "fill-empty")))
+                    reports=reports, reports_norm=planning["reports_norm"],
+                    metadata_policy=MetadataPolicy(planning["metadata_policy"]))
 
 
 def _min_age(args: argparse.Namespace) -> float | None:
@@ -168,7 +191,7 @@ def _stale(target: str, action: str) -> None:
 
 def _dry_run(args: argparse.Namespace, saved: Plan | None) -> int:
     """`apply --dry-run`: the plan apply would carry out, shown and not applied; exits like `plan`."""
-    the_plan, stale = workflow.preview(_settings(args), saved)
+    the_plan, stale = workflow.preview(_settings(args, saved), saved)
     print(render.plan_text(the_plan), end="")
     for step in stale:
         _stale(str(step.target), step.action.value)
@@ -184,7 +207,7 @@ def _apply(args: argparse.Namespace) -> int:
     mode = "quiet" if args.quiet else ("bars" if sys.stderr.isatty() else "lines")
     started = time.time()
     try:
-        the_plan, outcome = workflow.apply(_settings(args), mode, _confirm(args), saved, args.cancel)
+        the_plan, outcome = workflow.apply(_settings(args, saved), mode, _confirm(args), saved, args.cancel)
     except (ImportToolError, KeyboardInterrupt) as exc:
         _stopped(args, exc, started)
         raise
@@ -297,7 +320,7 @@ def _add_server_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--config", type=Path, metavar="FILE",
                          help="mvshlf-config.json (default: MOVESHELF_CONFIG, else ./mvshlf-config.json); "
                               "MOVESHELF_API_KEY overrides its key file")
-    command.add_argument("--on-conflict", choices=[p.value for p in ConflictPolicy], default="skip",
+    command.add_argument("--on-conflict", choices=[p.value for p in ConflictPolicy],
                          help="a server file with the same name and other content: skip (report it), replace "
                               "(upload, then delete the old record) or fail (write nothing) (default: skip)")
     command.add_argument("-j", "--jobs", type=int, default=8, metavar="N",
@@ -309,12 +332,12 @@ def _add_server_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--verify", action="store_true",
                          help="re-read every local file instead of trusting the size+mtime checksum cache, and ask "
                               "storage for the checksum of every compared server file")
-    command.add_argument("--reports", choices=["auto", "none"], default="none",
+    command.add_argument("--reports", choices=["auto", "none"],
                          help="auto: ask Moveshelf for its automatic interactive reports of each session this run "
                               "creates or changes, once its data is applied (default: none)")
     command.add_argument("--reports-norm", metavar="NAME",
                          help="with --reports auto: make them with the project's norm of this name")
-    command.add_argument("--metadata-policy", choices=[p.value for p in MetadataPolicy], default="fill-empty",
+    command.add_argument("--metadata-policy", choices=[p.value for p in MetadataPolicy],
                          help="fill-empty: only fill empty fields (Moveshelf's rule); update-mine: also replace a "
                               "value the server still holds as this tool last wrote it, keeping values a person "
                               "changed (default: fill-empty)")
@@ -367,8 +390,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_input_options(apply, optional_paths=True)
     _add_server_options(apply)
     apply.add_argument("--plan", type=Path, metavar="PLAN.json",
-                       help="apply exactly this saved plan; steps the folders or the server have made stale are "
-                            "reported and not applied (PATH and --project default to the plan's)")
+                       help="apply exactly this saved plan, with the options it was made with; steps the folders "
+                            "or the server have made stale are reported and not applied (PATH and --project default "
+                            "to the plan's)")
     apply.add_argument("--dry-run", action="store_true",
                        help="show what apply would do (with --plan: which saved steps still hold) and write nothing")
     apply.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation on a terminal")

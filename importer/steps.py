@@ -206,6 +206,7 @@ class Plan:
     roots: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()  # what was scanned, so a saved plan can be checked against the same folders
     snapshot: dict[str, Any] = field(default_factory=dict)  # how many subjects were planned from snapshots
+    options: dict[str, Any] = field(default_factory=dict)  # what it was planned with, so a saved plan applies as made
     fragments: dict[str, Fragment] = field(default_factory=dict)  # server subject id -> fragment of one needing no step
 
     @property
@@ -226,7 +227,8 @@ def to_json(plan: Plan) -> dict[str, Any]:
             "unmapped": list(plan.unmapped), "conflicts": list(plan.conflicts),
             "server_only": list(plan.server_only), "set_aside": list(plan.set_aside),
             "deferred": list(plan.deferred), "warnings": list(plan.warnings),
-            **({"snapshot": plan.snapshot} if plan.snapshot else {})}
+            **({"snapshot": plan.snapshot} if plan.snapshot else {}),
+            **({"options": plan.options} if plan.options else {})}
 
 
 def from_json(document: dict[str, Any]) -> Plan:
@@ -240,4 +242,4 @@ def from_json(document: dict[str, Any]) -> Plan:
                 unmapped=tuple(document.get("unmapped", [])), conflicts=tuple(document.get("conflicts", [])),
                 server_only=tuple(document.get("server_only", [])), set_aside=tuple(document.get("set_aside", [])),
                 deferred=tuple(document.get("deferred", [])), warnings=tuple(document.get("warnings", [])),
-                snapshot=dict(document.get("snapshot", {})))
+                snapshot=dict(document.get("snapshot", {})), options=dict(document.get("options", {})))

@@ -107,10 +107,16 @@ def opened_snapshots(settings: Settings) -> Iterator[Snapshots | None]:
         snapshots.close()
 
 
+def planned_with(settings: Settings) -> dict[str, Any]:
+    """The options a plan depends on besides the folders and the server: a saved plan records them, so that
+    `apply --plan` applies it as it was made."""
+    return {"on_conflict": settings.on_conflict.value, "reports": settings.reports,
+            "reports_norm": settings.reports_norm, "metadata_policy": settings.metadata_policy.value}
+
+
 def plan_key(settings: Settings) -> str:
-    """The options a subject's plan depends on besides its folders and its server tree."""
-    return json.dumps([settings.on_conflict.value, settings.reports, settings.reports_norm,
-                       settings.metadata_policy.value])
+    """What a subject's plan depends on besides its folders and its server tree."""
+    return json.dumps(list(planned_with(settings).values()))
 
 
 def with_saved(settings: Settings, saved: Plan | None) -> Settings:
@@ -157,7 +163,8 @@ def make_plan(settings: Settings, context: Context, local: LocalTree) -> Plan:
     facts = journal_facts(context.journal, actual, facts, snapshots.fragments if snapshots else ())
     if snapshots:
         facts = dataclasses.replace(facts, fragments=snapshots.fragments)
-    the_plan = diff(local, actual, facts, context.project.name, settings.on_conflict, options)
+    the_plan = dataclasses.replace(diff(local, actual, facts, context.project.name, settings.on_conflict, options),
+                                   options=planned_with(settings))
     if snapshots is None:
         return the_plan
     snapshots.settle(local)

@@ -60,6 +60,23 @@ def test_reports_are_requested_once_per_changed_session_and_never_for_an_unchang
     assert sum(reports_by_session(gql).values()) == 5
 
 
+def test_a_saved_plan_is_applied_with_the_options_it_was_made_with(cli, lab, gql: Gql, tmp_path: Path):
+    saved = tmp_path / "plan.json"
+    assert cli("plan", str(lab), "--reports", "auto", "--metadata-policy", "update-mine", "--out", str(saved)).code == 0
+    assert json.loads(saved.read_text())["options"] == {"on_conflict": "skip", "reports": True, "reports_norm": None,
+                                                        "metadata_policy": "update-mine"}
+
+    refused = cli("apply", "--plan", str(saved), "--yes", "--metadata-policy", "fill-empty")
+    assert refused.code == 2
+    assert "the saved plan was made with --metadata-policy update-mine" in refused.err
+    assert inventory(gql) == [] and mutations(gql.stats()) == 0
+
+    applied = cli("apply", "--plan", str(saved), "--yes")
+    assert applied.code == 0, applied.err
+    assert "stale" not in applied.out + applied.err
+    assert requested(gql) == 4 and set(reports_by_session(gql).values()) == {1}
+
+
 def test_without_the_option_no_report_is_requested(cli, lab, gql: Gql):
     assert cli("apply", str(lab), "--yes").code == 0
     assert requested(gql) == 0
