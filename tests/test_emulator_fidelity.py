@@ -311,3 +311,22 @@ def test_a_data_folder_made_before_the_variants_still_opens(tmp_path: Path):
         assert clips["node"]["clips"]["edges"] == [{"node": {"title": "Old", "uploadStatus": "Complete"}}]
     finally:
         server.stop()
+
+
+def test_a_clip_belongs_to_the_session_whose_path_is_its_longest_prefix_of_whole_segments(tmp_path: Path):
+    store = store_module.Store(tmp_path / "data")
+    project = store.ensure_project("lab/gait")["pk"]
+    patient = store.create_patient(project, "S1")["pk"]
+    sessions = {path: store.create_session(project, patient, path, None)["pk"]
+                for path in ("/S1/2025-01-01/", "/S1/2025-01-01/extra/", "/S10/2025-01-01/")}
+    found = {path: (store.session_for_clip_path(project, path) or {}).get("pk") for path in (
+        "/S1/2025-01-01/Walk/trial1", "/S1/2025-01-01/extra/Walk/trial1", "/S1/2025-01-01/Walk/trial1/",
+        "/S10/2025-01-01/Walk/t", "/S1/2025-01-0/Walk/t", "/S1/2025-01-01", "no-slash")}
+    assert found == {"/S1/2025-01-01/Walk/trial1": sessions["/S1/2025-01-01/"],
+                     "/S1/2025-01-01/extra/Walk/trial1": sessions["/S1/2025-01-01/extra/"],
+                     "/S1/2025-01-01/Walk/trial1/": sessions["/S1/2025-01-01/"],
+                     "/S10/2025-01-01/Walk/t": sessions["/S10/2025-01-01/"],
+                     "/S1/2025-01-0/Walk/t": None, "/S1/2025-01-01": None, "no-slash": None}
+    other = store.ensure_project("lab/other")["pk"]
+    assert store.session_for_clip_path(other, "/S1/2025-01-01/Walk/trial1") is None
+    store.close()

@@ -483,17 +483,18 @@ class MoveshelfApi:
 
     def _create_clips(self, _root, info, input):  # noqa: A002
         project = self._project(input["project"])
-        responses = []
-        with self.store.transaction():
-            for clip in input["clips"]:
-                if clip.get("crc32c") and not _valid_crc(clip["crc32c"]):
-                    raise ApiError(f"Invalid crc32c '{clip['crc32c']}' for clip '{clip['clientId']}'")
-                metadata = dict(clip.get("metadata") or {})
-                metadata["projectPath"] = self.clip_path(metadata.get("projectPath"))
-                row = self.store.create_clip(project["pk"], metadata, clip.get("filename"), clip.get("crc32c"))
-                url = self.signer.url("put", "clip", row["pk"]) if row["filename"] else None
-                responses.append({"clientId": clip["clientId"], "uploadUrl": url, "mocapClip": self.clip(row)})
-        return {"response": responses}
+        clips = input["clips"]
+        for clip in clips:
+            if clip.get("crc32c") and not _valid_crc(clip["crc32c"]):
+                raise ApiError(f"Invalid crc32c '{clip['crc32c']}' for clip '{clip['clientId']}'")
+        metadata = [{**(clip.get("metadata") or {}),
+                     "projectPath": self.clip_path((clip.get("metadata") or {}).get("projectPath"))} for clip in clips]
+        with self.store.transaction():  # the batch lands whole or not at all; the answer is built after
+            rows = [self.store.create_clip(project["pk"], meta, clip.get("filename"), clip.get("crc32c"))
+                    for clip, meta in zip(clips, metadata, strict=True)]
+        return {"response": [{"clientId": clip["clientId"], "mocapClip": self.clip(row),
+                              "uploadUrl": self.signer.url("put", "clip", row["pk"]) if row["filename"] else None}
+                             for clip, row in zip(clips, rows, strict=True)]}
 
     def _update_clip(self, _root, info, clipData):
         row = self._row("MocapClip", clipData["id"])

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS job (
 CREATE TABLE IF NOT EXISTS setting (key TEXT PRIMARY KEY, value TEXT);
 CREATE INDEX IF NOT EXISTS patient_project ON patient(project_pk);
 CREATE INDEX IF NOT EXISTS session_patient ON session(patient_pk);
+CREATE INDEX IF NOT EXISTS session_path ON session(project_pk, project_path);
 CREATE INDEX IF NOT EXISTS clip_session ON clip(session_pk);
 CREATE INDEX IF NOT EXISTS data_clip ON additional_data(clip_pk);
 """
@@ -217,10 +218,15 @@ class Store:
         return self._all("SELECT * FROM session WHERE project_pk = ? ORDER BY pk", project_pk)
 
     def session_for_clip_path(self, project_pk: int, clip_path: str) -> Row | None:
-        """The session whose path is the longest prefix of a clip's path (conditions are path segments)."""
-        return self._one("SELECT * FROM session WHERE project_pk = ?"
-                         " AND substr(?, 1, length(project_path)) = project_path"
-                         " ORDER BY length(project_path) DESC LIMIT 1", project_pk, clip_path)
+        """The session whose path is the longest prefix of a clip's path (conditions are path segments). A session's
+        path ends in "/", so it is one of the clip path's prefixes that end in "/": looked up by the index, not
+        compared with every session of the project (a lab's thousands, for each clip created)."""
+        prefixes = [clip_path[:i + 1] for i, char in enumerate(clip_path) if char == "/"]
+        if not prefixes:
+            return None
+        marks = ",".join("?" * len(prefixes))
+        return self._one(f"SELECT * FROM session WHERE project_pk = ? AND project_path IN ({marks})"
+                         " ORDER BY length(project_path) DESC LIMIT 1", project_pk, *prefixes)
 
     def update_session(self, pk: int, path: str, metadata: Any | None, date: str | None) -> bool:
         """Rename, re-date and re-describe a session; its clips follow a rename."""
