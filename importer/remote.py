@@ -89,7 +89,8 @@ def subject_from_node(node: dict) -> Subject:
                    sessions=tuple(_session(s) for s in node.get("sessions") or []), updated=node.get("updated"))
 
 
-def _read_batch(client: Client, ids: list[str]) -> list[Subject]:
+def read_batch(client: Client, ids: list[str]) -> list[Subject]:
+    """The subjects of `ids` (at most SUBJECTS_PER_REQUEST) in one request, those the server still has."""
     data = client.call(queries.subject_trees(len(ids)), {f"s{i}": s for i, s in enumerate(ids)})
     return [subject_from_node(data[f"s{i}"]) for i in range(len(ids)) if data.get(f"s{i}")]
 
@@ -97,22 +98,25 @@ def _read_batch(client: Client, ids: list[str]) -> list[Subject]:
 def read_trees(client: Client, ids: list[str], jobs: int) -> dict[str, Subject]:
     batches = [ids[i:i + SUBJECTS_PER_REQUEST] for i in range(0, len(ids), SUBJECTS_PER_REQUEST)]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return {s.remote_id: s for batch in pool.map(lambda b: _read_batch(client, b), batches) for s in batch}
+        return {s.remote_id: s for batch in pool.map(lambda b: read_batch(client, b), batches) for s in batch}
 
 
 class ReadBack:
-    """Reads each subject a run changes again as soon as the run has nothing more to write to it, while the run
+    """Hands each subject a run changes, by its server id, to `settle` (read it again and keep its snapshot) as soon
+    as the run has nothing more to write to it, in batches of one read request, on a pool of its own while the run
     goes on with the others: the next run's snapshot is then what the server holds after this run's writes, and
-    these reads ride along with the run's last steps instead of adding their round trips, and the server's work,
-    after them. Steps' results come in on one thread (the scheduler's)."""
+    the reads, and the planning of what was read, ride along with the run's last steps instead of adding their
+    round trips, the server's work and the importer's after them. Steps' results come in on one thread (the
+    scheduler's)."""
 
-    def __init__(self, client: Client, subjects: Iterable[str], id_of: Callable[[str], str | None]) -> None:
-        self._client = client
+    def __init__(self, subjects: Iterable[str], id_of: Callable[[str], str | None],
+                 settle: Callable[[list[str]], None]) -> None:
         self._left = Counter(subjects)  # subject address -> steps of the run on it without a result yet
         self._id_of = id_of
+        self._settle = settle
         self._batch: list[str] = []
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="read")
-        self._reads: list[Future[list[Subject]]] = []
+        self._settled: list[Future[None]] = []
 
     def finished(self, subject: str) -> None:
         """One more of the run's steps on `subject` (its address) has its result."""
@@ -124,15 +128,16 @@ class ReadBack:
                 self._send()
 
     def _send(self) -> None:
-        self._reads.append(self._pool.submit(_read_batch, self._client, self._batch))
+        self._settled.append(self._pool.submit(self._settle, self._batch))
         self._batch = []
 
-    def trees(self) -> dict[str, Subject]:
-        """Every subject read back (the last ones now); raises what a read raised."""
+    def wait(self) -> None:
+        """Settle the last subjects now and wait for every batch; raises what settling one raised."""
         if self._batch:
             self._send()
         try:
-            return {s.remote_id: s for read in self._reads for s in read.result()}
+            for settled in self._settled:
+                settled.result()
         finally:
             self.close()
 

@@ -20,7 +20,7 @@ Two kinds of rows, in `snapshot.sqlite3` beside the journal:
 
 Rows of subjects an apply is about to change are dropped before the first write (so a run killed half-way leaves
 no snapshot that predates its writes); each of those subjects is read again once the run has no more to write to
-it (`remote.ReadBack`), and their rows are written from what the server then holds when the run ends.
+it (`remote.ReadBack`), and its rows are written from what the server then holds, while the run goes on.
 """
 
 from __future__ import annotations

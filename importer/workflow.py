@@ -7,6 +7,7 @@ lock is taken before the project's subjects are read, and nothing is written bef
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from .model import LocalTree, Subject, Tree
 from .pairing import match_subjects
 from .planner import PlanOptions, approve, diff
 from .progress import Progress
-from .remote import Project, ReadBack, find_norm, find_project, gather_facts, journal_facts, read_state
+from .remote import Project, ReadBack, find_norm, find_project, gather_facts, journal_facts, read_batch, read_state
 from .render import plural
 from .scan import ScanOptions, scan
 from .scheduler import Result, Status
@@ -243,8 +244,9 @@ def execute(the_plan: Plan, context: Context, settings: Settings, progress_mode:
     """Run the executor with progress; the report, stale steps of a saved plan included as skipped."""
     total_bytes = sum(s.upload_size for s in the_plan.steps)
     progress = Progress(progress_mode, len(the_plan.steps), total_bytes)
-    read_back = (ReadBack(context.client, (s.target.subject for s in the_plan.steps),
-                          lambda subject: executor.ids.get(Address(subject)))
+    read_back = (ReadBack((s.target.subject for s in the_plan.steps),
+                          lambda subject: executor.ids.get(Address(subject)),
+                          functools.partial(_snapshot_again, context, settings, context.planned))
                  if context.snapshots and context.planned else None)
 
     def on_result(result: Result[Step]) -> None:
@@ -269,21 +271,20 @@ def execute(the_plan: Plan, context: Context, settings: Settings, progress_mode:
     if read_back and (executor.fatal or context.client.cancel.cancelled):
         read_back.close()
     elif read_back:
-        _snapshot_again(context, settings, context.planned, read_back)
+        read_back.wait()
     results += [Result(s, Status.SKIPPED, STALE) for s in stale]
     return report.build(the_plan, results, started, time.time(), interrupted=context.client.cancel.cancelled,
                         fatal=str(executor.fatal) if executor.fatal else None, shard=settings.shard,
                         sent=progress.sent)
 
 
-def _snapshot_again(context: Context, settings: Settings, local: LocalTree, read_back: ReadBack) -> None:
-    """Snapshots of the subjects a run changed, read again after its writes, so the next run starts from what the
-    server now holds; planned against it, the fragments of those that need nothing more let the next run repeat
-    their plan."""
+def _snapshot_again(context: Context, settings: Settings, local: LocalTree, remote_ids: list[str]) -> None:
+    """Snapshots of subjects the run has changed, read again after its last write to them, so the next run starts
+    from what the server now holds; planned against it, the fragments of those that need nothing more let the next
+    run repeat their plan."""
     assert context.snapshots is not None
     try:
-        trees = read_back.trees()
-        changed = pairs(local.tree, Tree(tuple(trees.values())))
+        changed = pairs(local.tree, Tree(tuple(read_batch(context.client, remote_ids))))
         context.snapshots.record_trees(changed)
         mine = dataclasses.replace(local, tree=Tree(tuple(m for m, _ in changed)), warnings=(), settled=frozenset())
         actual = Tree(tuple(theirs for _, theirs in changed))

@@ -14,7 +14,7 @@ from importer.durations import parse_duration
 from importer.emulator.api import parse_global_id
 from importer.emulator.server import EmulatorServer
 from importer.errors import ExitCode
-from importer.remote import SUBJECTS_PER_REQUEST, ReadBack
+from importer.remote import SUBJECTS_PER_REQUEST, ReadBack, read_batch
 from importer.steps import ConflictPolicy
 from importer.workflow import Settings
 
@@ -149,13 +149,14 @@ def test_a_settled_subject_whose_mrn_another_folder_takes_is_a_problem(lab, cli,
 
 def test_a_subject_is_read_back_only_once_every_step_of_the_run_on_it_has_its_result(emulator, gql: Gql):
     """The read a subject's next snapshot is made from comes after the run's last write to it; full batches of
-    subjects are read while the run goes on, the rest when it ends."""
+    subjects are read (and settled) while the run goes on, the rest when it ends."""
     names = [f"S{i:02}" for i in range(SUBJECTS_PER_REQUEST + 1)]
     created = gql("mutation($p: String!) { " + " ".join(
         f'{n}: createPatient(projectId: $p, name: "{n}") {{ patient {{ id }} }}' for n in names) + " }",
         p=gql.project_id())
     ids = {n: created[n]["patient"]["id"] for n in names}
-    read_back = ReadBack(Client(emulator.graphql_url, emulator.api_key), [*names, names[0]], ids.get)
+    client, trees = Client(emulator.graphql_url, emulator.api_key), []
+    read_back = ReadBack([*names, names[0]], ids.get, lambda batch: trees.extend(read_batch(client, batch)))
     reads = lambda: gql.stats()["graphql"].get("node", 0)  # noqa: E731
     for name in names[:-1]:
         read_back.finished(name)  # the first subject has a second step, still without a result
@@ -166,5 +167,5 @@ def test_a_subject_is_read_back_only_once_every_step_of_the_run_on_it_has_its_re
     while reads() < SUBJECTS_PER_REQUEST and time.time() < deadline:
         time.sleep(0.01)
     assert reads() == SUBJECTS_PER_REQUEST  # a full request's worth, sent before the run ends
-    trees = read_back.trees()
-    assert sorted(s.name for s in trees.values()) == names and reads() == len(names)
+    read_back.wait()
+    assert sorted(s.name for s in trees) == names and reads() == len(names)
