@@ -264,7 +264,7 @@ class _Planner:
         upload = UploadFile(local.source or "", local.name, local.data_type, local.size or 0, local.crc32c or "",
                             local.client_id or "", tuple(r.remote_id for r in complete))
         if not complete:
-            return self.add(Action.UPLOAD_FILE, target, [parent_step], dataclasses.replace(upload, replaces=())), ()
+            return self.add(Action.UPLOAD_FILE, target, [parent_step], upload), ()
         known = [r for r in complete if r.remote_id in self.facts.content]
         reason = ("the server's file differs from the local file" if known else
                   "the server's file cannot be compared (no checksum known for it)")
