@@ -86,14 +86,17 @@ _FINISHING = frozenset({Action.UPDATE_SUBJECT_METADATA, Action.UPDATE_SESSION_ME
                         Action.UPDATE_TRIAL_METADATA, Action.REMOVE_RECORD, Action.CREATE_REPORTS})
 
 
+FINISHING = len(_DEPTH)  # the rank of steps that finish a subject, session or trial
+
+
 def rank_of(step: Step) -> int:
-    """Steps that finish what is under way go first: a subject is done, and read back, soon after its files are
-    stored, one subject after another, rather than every subject at the end of the run (they come ready in
-    groups, as the creates and uploads they follow, and go out so). Then the deeper a step's target, the sooner
-    it goes: the first uploads start as soon as their trials exist, instead of after the last subject, session
-    and trial of the plan has been created, and the uploads, most of a first import's requests, keep every slot
-    busy from then on."""
-    return len(_DEPTH) if step.action in _FINISHING else _DEPTH[step.target.kind]
+    """Steps that finish what is under way go first, once they fill a request (`FINISHING`, the scheduler's `fill`):
+    a subject is done, and read back, soon after its files are stored, one subject after another, rather than every
+    subject at the end of the run; they come ready one by one, as the uploads they follow end, and one request each
+    would be a request too many. Then the deeper a step's target, the sooner it goes: the first uploads start as
+    soon as their trials exist, instead of after the last subject, session and trial of the plan has been created,
+    and the uploads, most of a first import's requests, keep every slot busy from then on."""
+    return FINISHING if step.action in _FINISHING else _DEPTH[step.target.kind]
 
 
 class Executor:
@@ -120,7 +123,8 @@ class Executor:
         a kill) leaves them for the next plan even though the sessions' data will then be unchanged."""
         self.journal.owe_reports([str(s.target) for s in self.plan.steps if s.action is Action.CREATE_REPORTS])
         scheduler: Scheduler[Step] = Scheduler(self._dispatch, jobs=self.jobs, batch_size=BATCH_SIZE,
-                                               group_of=group_of, rank_of=rank_of, cancel=self.client.cancel,
+                                               group_of=group_of, rank_of=rank_of, fill={FINISHING},
+                                               cancel=self.client.cancel,
                                                fatal=(FatalError,),
                                                on_result=self.on_result)
         with _few_collections(), ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="upload") as pool:

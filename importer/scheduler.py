@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import OrderedDict, defaultdict, deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Container, Hashable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -69,13 +69,16 @@ RankOf = Callable[[N], int]  # ready nodes of a higher rank go first
 
 class _Ready(Generic[N]):
     """Nodes whose dependencies are done, grouped by what can share one request: the groups of the highest rank
-    first, among them the oldest. (The nodes of a group share their rank.)"""
+    first, among them the oldest; a group of a rank in `fill` goes first only once it fills a batch, and otherwise
+    when nothing else is ready (its nodes come ready one by one, and would go out one request each). (The nodes of
+    a group share their rank.)"""
 
-    def __init__(self, group_of: GroupOf, batch_size: int, rank_of: RankOf) -> None:
+    def __init__(self, group_of: GroupOf, batch_size: int, rank_of: RankOf, fill: Container[int] = ()) -> None:
         self._ranks: defaultdict[int, OrderedDict[Hashable, list[N]]] = defaultdict(OrderedDict)
         self._group_of = group_of
         self._rank_of = rank_of
         self._batch_size = batch_size
+        self._fill = fill
 
     def __bool__(self) -> bool:
         return any(self._ranks.values())
@@ -85,10 +88,16 @@ class _Ready(Generic[N]):
         groups = self._ranks[self._rank_of(node)]
         groups.setdefault(("single", node.id) if group is None else ("group", group), []).append(node)
 
+    def _goes(self, rank: int, group: tuple[str, Hashable], nodes: list[N]) -> bool:
+        return rank not in self._fill or group[0] == "single" or len(nodes) >= self._batch_size
+
     def take(self) -> list[N]:
-        """The first group of the highest rank, up to the batch size of it."""
-        groups = self._ranks[max(rank for rank, groups in self._ranks.items() if groups)]
-        group, nodes = next(iter(groups.items()))
+        """The first group of the highest rank that goes (else of the highest rank), up to the batch size of it."""
+        ranks = sorted((rank for rank, groups in self._ranks.items() if groups), reverse=True)
+        rank, group = next(((rank, group) for rank in ranks for group, nodes in self._ranks[rank].items()
+                            if self._goes(rank, group, nodes)), (ranks[0], next(iter(self._ranks[ranks[0]]))))
+        groups = self._ranks[rank]
+        nodes = groups[group]
         if len(nodes) > self._batch_size:
             groups[group] = nodes[self._batch_size:]
         else:
@@ -98,7 +107,7 @@ class _Ready(Generic[N]):
 
 class Scheduler(Generic[N]):
     def __init__(self, handle: Handler, *, jobs: int = 8, batch_size: int = 50, group_of: GroupOf = lambda n: None,
-                 rank_of: RankOf = lambda n: 0,
+                 rank_of: RankOf = lambda n: 0, fill: Container[int] = (),
                  cancel: Cancellation | None = None, fatal: tuple[type[BaseException], ...] = (),
                  on_result: Callable[[Result[N]], None] = lambda r: None) -> None:
         self._handle = handle
@@ -106,6 +115,7 @@ class Scheduler(Generic[N]):
         self._batch_size = max(1, batch_size)
         self._group_of = group_of
         self._rank_of = rank_of
+        self._fill = fill
         self._cancel = cancel or Cancellation()
         self._fatal_kinds = fatal
         self._on_result = on_result
@@ -122,7 +132,7 @@ class Scheduler(Generic[N]):
         for node_id, deps in waiting.items():
             for dep in deps:
                 dependents[dep].append(node_id)
-        ready: _Ready[N] = _Ready(self._group_of, self._batch_size, self._rank_of)
+        ready: _Ready[N] = _Ready(self._group_of, self._batch_size, self._rank_of, self._fill)
         for node in nodes:
             if not waiting[node.id]:
                 ready.add(node)

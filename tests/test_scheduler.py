@@ -63,6 +63,17 @@ def test_ready_nodes_of_a_higher_rank_go_first_and_among_equals_the_oldest_group
     assert handler.batches == [["s1"], ["t1"], ["f1"], ["s2"], ["t2"]]  # deeper first; s1's group is older than s2's
 
 
+def test_a_group_of_a_rank_that_fills_goes_first_only_once_full_else_when_nothing_else_is_ready():
+    # u1..u4: deeper work, each making two m nodes ready; m: a finishing kind whose nodes share one request
+    nodes = [Node(f"u{i}") for i in range(1, 5)] + [Node(f"m{i}{j}", (f"u{i}",), group="m")
+                                                    for i in range(1, 5) for j in "ab"]
+    handler = Recorder()
+    Scheduler(handler, jobs=1, batch_size=3, group_of=lambda n: n.group, fill={2},
+              rank_of=lambda n: 2 if n.group == "m" else 1).run(nodes)
+    assert handler.batches == [["u1"], ["u2"], ["m1a", "m1b", "m2a"], ["u3"], ["m2b", "m3a", "m3b"], ["u4"],
+                               ["m4a", "m4b"]]
+
+
 def test_the_descendants_of_a_failed_node_are_skipped_and_others_go_on():
     nodes = [Node("a"), Node("b", ("a",)), Node("c", ("b",)), Node("d")]
     results = statuses(Scheduler(Recorder(failing={"a"}), jobs=2).run(nodes))
