@@ -64,7 +64,7 @@ def _depth(document: Any) -> int:
     return deepest
 
 
-def _text(path: Path) -> str:
+def _text(path: str | Path) -> str:
     try:
         with open(path, "rb") as file:  # bytes, then text: a third less than a text-mode open
             return file.read().decode("utf-8-sig")
@@ -80,7 +80,7 @@ def _text(path: Path) -> str:
         raise Unreadable("$", f"cannot be read: {exc.strerror or exc}") from None
 
 
-def parse(path: Path) -> Any:
+def parse(path: str | Path) -> Any:
     """The parsed JSON of a file, or Unreadable saying where and why (never a RecursionError or an OSError)."""
     text = _text(path)
     try:

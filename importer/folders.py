@@ -134,14 +134,14 @@ def _usable(path: str, name: str, linked: bool, listed: os.DirEntry | None, root
         return None
 
 
-def entry(path: Path, root: Path, problems: list[Problem]) -> Entry | None:
+def entry(path: str, root: Path, problems: list[Problem]) -> Entry | None:
     """One entry named by its path (a session's config file): None when there is none, as `os.path.lexists` has
     it, or when it may not be used (with the problem)."""
     try:
         linked = stat.S_ISLNK(os.lstat(path).st_mode)
     except OSError:
         return None
-    return _usable(str(path), path.name, linked, None, root, problems)
+    return _usable(path, os.path.basename(path), linked, None, root, problems)
 
 
 def entries(folder: str | Path, root: Path, problems: list[Problem]) -> list[Entry]:

@@ -344,7 +344,7 @@ def checked(document: Any, file: str) -> list[Problem]:
     return problems
 
 
-def load(path: Path, display: str) -> SessionConfig:
+def load(path: str | Path, display: str) -> SessionConfig:
     """Read and check one config file; raise InvalidInput naming `display` and the JSON path."""
     try:
         document = documents.parse(path)
