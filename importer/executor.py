@@ -82,8 +82,8 @@ def group_of(step: Step) -> Hashable | None:
 
 
 _DEPTH = {"subject": 0, "session": 1, "trial": 2, "file": 3}
-_FINISHING = frozenset({Action.UPDATE_SUBJECT_METADATA, Action.UPDATE_SESSION_METADATA,
-                        Action.UPDATE_TRIAL_METADATA, Action.REMOVE_RECORD, Action.CREATE_REPORTS})
+_FINISHING_ACTIONS = frozenset({Action.UPDATE_SUBJECT_METADATA, Action.UPDATE_SESSION_METADATA,
+                                Action.UPDATE_TRIAL_METADATA, Action.REMOVE_RECORD, Action.CREATE_REPORTS})
 
 
 FINISHING = len(_DEPTH)  # the rank of steps that finish a subject, session or trial
@@ -96,7 +96,7 @@ def rank_of(step: Step) -> int:
     would be a request too many. Then the deeper a step's target, the sooner it goes: the first uploads start as
     soon as their trials exist, instead of after the last subject, session and trial of the plan has been created,
     and the uploads, most of a first import's requests, keep every slot busy from then on."""
-    return FINISHING if step.action in _FINISHING else _DEPTH[step.target.kind]
+    return FINISHING if step.action in _FINISHING_ACTIONS else _DEPTH[step.target.kind]
 
 
 class Executor:

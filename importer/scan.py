@@ -278,7 +278,7 @@ def _sides(representative: str) -> tuple[str, ...]:
 
 def _config(where: _SessionFolder, problems: list[Problem], warnings: list[str]) -> SessionConfig | None:
     """The session's config file, if it is a readable JSON file inside the root; else a problem naming it."""
-    path = os.path.join(where.folder, CONFIG_NAME)  # a string: a Path for each of a lab's ten thousand sessions costs
+    path = os.path.join(where.folder, CONFIG_NAME)  # a string: no Path object for each of a lab's sessions
     found = entry(path, where.root, problems)
     if found is None:
         return None

@@ -94,8 +94,9 @@ class _Ready(Generic[N]):
     def take(self) -> list[N]:
         """The first group of the highest rank that goes (else of the highest rank), up to the batch size of it."""
         ranks = sorted((rank for rank, groups in self._ranks.items() if groups), reverse=True)
-        rank, group = next(((rank, group) for rank in ranks for group, nodes in self._ranks[rank].items()
-                            if self._goes(rank, group, nodes)), (ranks[0], next(iter(self._ranks[ranks[0]]))))
+        going = ((rank, group) for rank in ranks for group, nodes in self._ranks[rank].items()
+                 if self._goes(rank, group, nodes))
+        rank, group = next(going, None) or (ranks[0], next(iter(self._ranks[ranks[0]])))
         groups = self._ranks[rank]
         nodes = groups[group]
         if len(nodes) > self._batch_size:

@@ -487,8 +487,9 @@ class MoveshelfApi:
         for clip in clips:
             if clip.get("crc32c") and not _valid_crc(clip["crc32c"]):
                 raise ApiError(f"Invalid crc32c '{clip['crc32c']}' for clip '{clip['clientId']}'")
-        metadata = [{**(clip.get("metadata") or {}),
-                     "projectPath": self.clip_path((clip.get("metadata") or {}).get("projectPath"))} for clip in clips]
+        metadata = [dict(clip.get("metadata") or {}) for clip in clips]
+        for meta in metadata:
+            meta["projectPath"] = self.clip_path(meta.get("projectPath"))
         with self.store.transaction():  # the batch lands whole or not at all; the answer is built after
             rows = [self.store.create_clip(project["pk"], meta, clip.get("filename"), clip.get("crc32c"))
                     for clip, meta in zip(clips, metadata, strict=True)]
