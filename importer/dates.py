@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 
 _EDGE_BEFORE, _EDGE_AFTER = r"(?<![0-9A-Za-z])", r"(?![0-9A-Za-z])"
 _YEAR_FIRST = (
@@ -84,8 +85,10 @@ def _year_first(name: str) -> Found | None:
         return Found(invalid=first.group(0))
 
 
+@lru_cache(maxsize=4096)
 def from_name(name: str, date_format: str | None = None) -> Found:
-    """The date in a folder name: `date_format` first when given, then the year-first forms."""
+    """The date in a folder name: `date_format` first when given, then the year-first forms. Remembered: a lab's
+    session folders are named after few dates and forms (`2025-03-14`, `Session 1`), by the thousand."""
     found = (_with_format(name, date_format) if date_format else None) or _year_first(name)
     if found is not None:
         return found

@@ -175,13 +175,12 @@ def _needs_check(path: tuple[str, ...], value: Any) -> bool:
     return not _any_string(path[0], path[1] if path[1] in named else None)
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True)  # what json.dumps(..., sort_keys=True) builds on every call
-
-
 def _sections(document: dict[str, Any]) -> dict[str, str]:
-    """Each top-level key with its value as `"key": value` in canonical JSON, in key order: joined with ", " inside
-    braces they are `json.dumps(document, sort_keys=True)`."""
-    return {name: f"{_CANONICAL.encode(name)}: {_CANONICAL.encode(document[name])}" for name in sorted(document)}
+    """Each top-level key with its value as `'key': value`, in key order: the texts by which a config and its parts
+    are known to have been checked. A value parsed from JSON (dicts, lists, strings, numbers, true, false, null)
+    has one `repr`, from which it could be built again, so two values with one text are one value; fields in
+    another order give another text, which costs only a check made again. (`repr` takes half the time of JSON.)"""
+    return {name: f"{name!r}: {document[name]!r}" for name in sorted(document)}
 
 
 def _parts(name: str, value: Any, text: str) -> list[tuple[str, tuple[str, ...], Any]]:
@@ -189,8 +188,7 @@ def _parts(name: str, value: Any, text: str) -> list[tuple[str, tuple[str, ...],
     name differs from the next subject's, its sex and diagnosis do not), else the whole section."""
     if not (isinstance(value, dict) and value and _by_field(name)):
         return [(text, (name,), value)]
-    return [(f"{_CANONICAL.encode(name)}.{_CANONICAL.encode(key)}: {_CANONICAL.encode(value[key])}", (name, key),
-             value[key]) for key in value]
+    return [(f"{name!r}.{key!r}: {value[key]!r}", (name, key), value[key]) for key in value]
 
 
 def _joined(parts: list[tuple[str, tuple[str, ...], Any]]) -> dict[str, Any]:
@@ -287,7 +285,7 @@ class _Valid:
     def _load(self) -> set[str]:
         if self._known is None:
             schema = resources.files("importer").joinpath(f"schemas/{CONFIG_SCHEMA}").read_bytes()
-            name = f"valid-configs-{hashlib.blake2b(schema + KNOWN_KEYS_TEXT, digest_size=8).hexdigest()}"
+            name = f"valid-configs-{hashlib.blake2b(schema + CACHE_KEY, digest_size=8).hexdigest()}"
             self._file = Path(platformdirs.user_cache_dir("moveshelf-import")) / name
             try:
                 self._known = set(self._file.read_text().split())
@@ -325,7 +323,7 @@ class _Valid:
 
 
 VALID = _Valid()
-KNOWN_KEYS_TEXT = repr(KNOWN_KEYS).encode()
+CACHE_KEY = repr((KNOWN_KEYS, "repr")).encode()  # what else a digest depends on: the known keys, how texts are made
 
 
 def checked(document: Any, file: str) -> list[Problem]:
@@ -334,8 +332,8 @@ def checked(document: Any, file: str) -> list[Problem]:
     if not isinstance(document, dict):
         return _violations(document, file)  # the schema's first word: a config is an object
     sections = _sections(document)
-    canonical = "{" + ", ".join(sections.values()) + "}"
-    digest = hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+    text = "{" + ", ".join(sections.values()) + "}"
+    digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
     if digest in VALID:
         return []
     problems = _schema_problems(document, sections, file) or _cross_problems(document, file)

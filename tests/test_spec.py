@@ -39,3 +39,14 @@ def test_a_string_is_not_checked_where_the_schema_takes_every_string_and_is_wher
     assert spec._needs_check(("subjectMetadata", "subject-date-of-birth"), "2020-13-45")  # a date's pattern
     assert spec._needs_check(("subjectMetadata", "ehr-id"), 7)  # not a string
     assert spec._needs_check(("session_date",), "2024-01-02")  # a section, not a field
+
+
+def test_values_a_json_parser_tells_apart_are_known_by_texts_apart():
+    """The texts configs and their parts are remembered by: one text for two values would let a value that was
+    never checked pass as one that was."""
+    alike_as_str = [(True, 1), (1, 1.0), ("1", 1), (None, "None"), ([1], "[1]"), ({"a": 1}, "{'a': 1}"),
+                    ("it's", 'it\'s"'), ("\ud800", "\\ud800"), ({"a": [True]}, {"a": [1]})]
+    for one, other in alike_as_str:
+        assert spec._sections({"subjectMetadata": one}) != spec._sections({"subjectMetadata": other})
+        assert [text for text, _, _ in spec._parts("sessionMetadata", {"f": one}, "")] != [
+            text for text, _, _ in spec._parts("sessionMetadata", {"f": other}, "")]
