@@ -330,3 +330,24 @@ def test_a_clip_belongs_to_the_session_whose_path_is_its_longest_prefix_of_whole
     other = store.ensure_project("lab/other")["pk"]
     assert store.session_for_clip_path(other, "/S1/2025-01-01/Walk/trial1") is None
     store.close()
+
+
+def test_a_mutation_that_fails_half_way_leaves_nothing_and_a_failed_inner_transaction_only_its_own(tmp_path: Path):
+    server = EmulatorServer(data_dir=tmp_path / "data")
+    store = server.store
+    project = store.ensure_project("lab/gait")["pk"]
+
+    def half_then_fail(*_args):
+        store.create_patient(project, "written, then undone")
+        raise RuntimeError("failed after its first write")
+
+    with pytest.raises(RuntimeError):
+        server.api._atomic(half_then_fail)(None, None)
+    assert store.patients(project) == []
+    with store.transaction():
+        store.create_patient(project, "kept")
+        with pytest.raises(RuntimeError), store.transaction():
+            store.create_patient(project, "undone")
+            raise RuntimeError("the inner one fails")
+    assert [p["name"] for p in store.patients(project)] == ["kept"]
+    store.close()

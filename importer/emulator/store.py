@@ -100,15 +100,19 @@ class Store:
     # -- plumbing -----------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes so a cascade or a batch of clips lands whole or not at all."""
+        """Group writes so a mutation, a cascade or a batch of clips lands whole or not at all; one inside another
+        is a savepoint of it, undone alone when it fails."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            nested = self._db.in_transaction
+            self._db.execute("SAVEPOINT inner" if nested else "BEGIN IMMEDIATE")
             try:
                 yield
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("ROLLBACK TO inner" if nested else "ROLLBACK")
+                if nested:
+                    self._db.execute("RELEASE inner")
                 raise
-            self._db.execute("COMMIT")
+            self._db.execute("RELEASE inner" if nested else "COMMIT")
 
     def _all(self, sql: str, *args: Any) -> list[Row]:
         with self._lock:
