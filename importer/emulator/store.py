@@ -333,9 +333,10 @@ class Store:
     def complete_blob(self, kind: str, pk: int, size: int, md5: str, crc32c: str, ready_at: float) -> bool:
         """Record the stored object's real size and hashes; the record reads `Complete` from `ready_at` on."""
         table = "clip" if kind == "clip" else "additional_data"
-        self.touch(kind, pk)
-        return self._run(f"UPDATE {table} SET upload_status = 'Complete', size = ?, md5 = ?, crc32c = ?,"
-                         " ready_at = ? WHERE pk = ?", size, md5, crc32c, ready_at, pk) == 1
+        with self.transaction():
+            self.touch(kind, pk)
+            return self._run(f"UPDATE {table} SET upload_status = 'Complete', size = ?, md5 = ?, crc32c = ?,"
+                             " ready_at = ? WHERE pk = ?", size, md5, crc32c, ready_at, pk) == 1
 
     # -- reports and jobs ---------------------------------------------------------------------
     def create_report(self, session_pk: int, patient_pk: int, title: str) -> None:
