@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import OrderedDict, defaultdict, deque
+from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Container, Hashable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -65,16 +65,19 @@ class Result(Generic[N]):
 Handler = Callable[[list[N]], dict[str, Outcome]]  # a batch -> each node's outcome (a missing one: applied)
 GroupOf = Callable[[N], Hashable | None]  # None: the node goes alone
 RankOf = Callable[[N], int]  # ready nodes of a higher rank go first
+Key = tuple[str, Hashable]  # a group of ready nodes: ("group", what group_of says) or ("single", the node's id)
 
 
 class _Ready(Generic[N]):
     """Nodes whose dependencies are done, grouped by what can share one request: the groups of the highest rank
-    first, among them the oldest; a group of a rank in `fill` goes first only once it fills a batch, and otherwise
-    when nothing else is ready (its nodes come ready one by one, and would go out one request each). (The nodes of
+    first, among them the oldest; a group of a rank in `fill` goes first only once it fills a batch and no batch of
+    it is under way, and otherwise when nothing else is ready (its nodes come ready one by one, and would go out
+    one request each; when many come ready at once, as when the first subjects of a run have been created, its
+    batches go one after another beside the deeper work instead of taking every slot ahead of it). (The nodes of
     a group share their rank.)"""
 
     def __init__(self, group_of: GroupOf, batch_size: int, rank_of: RankOf, fill: Container[int] = ()) -> None:
-        self._ranks: defaultdict[int, OrderedDict[Hashable, list[N]]] = defaultdict(OrderedDict)
+        self._ranks: defaultdict[int, OrderedDict[Key, list[N]]] = defaultdict(OrderedDict)
         self._group_of = group_of
         self._rank_of = rank_of
         self._batch_size = batch_size
@@ -88,14 +91,16 @@ class _Ready(Generic[N]):
         groups = self._ranks[self._rank_of(node)]
         groups.setdefault(("single", node.id) if group is None else ("group", group), []).append(node)
 
-    def _goes(self, rank: int, group: tuple[str, Hashable], nodes: list[N]) -> bool:
-        return rank not in self._fill or group[0] == "single" or len(nodes) >= self._batch_size
+    def _goes(self, rank: int, group: Key, nodes: list[N], under_way: Container[Key]) -> bool:
+        return (rank not in self._fill or group[0] == "single"
+                or (len(nodes) >= self._batch_size and group not in under_way))
 
-    def take(self) -> list[N]:
-        """The first group of the highest rank that goes (else of the highest rank), up to the batch size of it."""
+    def take(self, under_way: Container[Key] = ()) -> tuple[Key, list[N]]:
+        """The first group of the highest rank that goes (else of the highest rank), up to the batch size of it,
+        with its key; `under_way` holds the keys of groups with a batch running."""
         ranks = sorted((rank for rank, groups in self._ranks.items() if groups), reverse=True)
         going = ((rank, group) for rank in ranks for group, nodes in self._ranks[rank].items()
-                 if self._goes(rank, group, nodes))
+                 if self._goes(rank, group, nodes, under_way))
         rank, group = next(going, None) or (ranks[0], next(iter(self._ranks[ranks[0]])))
         groups = self._ranks[rank]
         nodes = groups[group]
@@ -103,7 +108,7 @@ class _Ready(Generic[N]):
             groups[group] = nodes[self._batch_size:]
         else:
             del groups[group]
-        return nodes[:self._batch_size]
+        return group, nodes[:self._batch_size]
 
 
 class Scheduler(Generic[N]):
@@ -138,18 +143,23 @@ class Scheduler(Generic[N]):
             if not waiting[node.id]:
                 ready.add(node)
         results: dict[str, Result[N]] = {}
-        running: dict[Future, list[N]] = {}
+        running: dict[Future, Key] = {}  # each batch under way, with its group
+        under_way: Counter[Key] = Counter()
         with ThreadPoolExecutor(max_workers=self._jobs, thread_name_prefix="step") as pool:
             while ready or running:
                 try:
                     while ready and len(running) < self._jobs and not self._stopping():
-                        batch = ready.take()
-                        running[pool.submit(self._run_batch, batch)] = batch
+                        group, batch = ready.take(under_way)
+                        under_way[group] += 1
+                        running[pool.submit(self._run_batch, batch)] = group
                     if not running:
                         break
                     done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
                     for future in done:
-                        running.pop(future)
+                        group = running.pop(future)
+                        under_way[group] -= 1
+                        if not under_way[group]:
+                            del under_way[group]
                         for result in future.result():
                             self._finish(result, results, by_id, waiting, dependents, ready)
                 except KeyboardInterrupt:

@@ -74,6 +74,28 @@ def test_a_group_of_a_rank_that_fills_goes_first_only_once_full_else_when_nothin
                                ["m4a", "m4b"]]
 
 
+def test_full_batches_of_a_rank_that_fills_go_first_one_at_a_time_beside_deeper_work():
+    # r: a root whose success makes six m nodes (two full batches of a finishing kind) and four d nodes ready
+    nodes = [Node("r")] + [Node(f"m{i}", ("r",), group="m") for i in range(6)] + [Node(f"d{i}", ("r",))
+                                                                               for i in range(4)]
+    started: list[str] = []
+    lock = threading.Lock()
+    first_wave = threading.Barrier(3, timeout=5)  # the three batches after r all start before any ends
+
+    def handler(batch: list[Node]) -> dict[str, Outcome]:
+        with lock:
+            started.append(batch[0].id)
+            waits = 2 <= len(started) <= 4
+        if waits:
+            first_wave.wait()
+        return {}
+
+    Scheduler(handler, jobs=3, batch_size=3, group_of=lambda n: n.group, fill={2},
+              rank_of=lambda n: 2 if n.group == "m" else 1).run(nodes)
+    assert set(started[1:4]) == {"m0", "d0", "d1"}  # the second full m batch waits for the first; deeper work goes
+    assert sorted(started) == ["d0", "d1", "d2", "d3", "m0", "m3", "r"]
+
+
 def test_the_descendants_of_a_failed_node_are_skipped_and_others_go_on():
     nodes = [Node("a"), Node("b", ("a",)), Node("c", ("b",)), Node("d")]
     results = statuses(Scheduler(Recorder(failing={"a"}), jobs=2).run(nodes))
