@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.metadata
 import logging
 import signal
@@ -472,5 +473,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    # What the run made (a plan and trees of a lab's files) is left to the operating system: on the way out the
+    # interpreter would walk every object once more for reference cycles, a tenth of a second at 1000 subjects.
+    gc.freeze()
+    sys.exit(code)
 
