@@ -75,17 +75,18 @@ def _emulator(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-_PLANNING_DEFAULTS = {"on_conflict": "skip", "reports": "none", "reports_norm": None, "metadata_policy": "fill-empty"}
+def _as_given(options: dict[str, Any]) -> dict[str, Any]:
+    """Options a plan depends on (`workflow.planned_with`) as the command line spells them: `reports` is a flag in
+    a plan and `--reports auto|none` on the command line."""
+    return {name: ("auto" if value else "none") if name == "reports" else value for name, value in options.items()}
 
 
 def _planning(args: argparse.Namespace, saved: Plan | None) -> dict[str, Any]:
     """The options a plan depends on: as given, else as the saved plan was made with, else the defaults. A saved
     plan is applied as it was made; an option given otherwise would make its steps stale, so it is refused."""
-    recorded = dict(saved.options) if saved else {}
-    if "reports" in recorded:  # recorded as planned (a flag), given as on the command line
-        recorded["reports"] = "auto" if recorded["reports"] else "none"
+    recorded = _as_given(saved.options) if saved else {}
     chosen = {}
-    for name, default in _PLANNING_DEFAULTS.items():
+    for name, default in _as_given(workflow.planned_with(Settings(paths=()))).items():
         given = getattr(args, name, None)
         if given is not None and name in recorded and given != recorded[name]:
             option = "--" + name.replace("_", "-")
